@@ -200,8 +200,8 @@ def _weight_files(folder: Path) -> list[Path]:
     return found
 
 
-def describe_folder(folder: Path) -> UnsupportedFormat:
-    """The error for a folder that is not a model folder we can open."""
+def describe_folder(folder: Path, models: list[Path]) -> UnsupportedFormat:
+    """The error for a folder that is not a model folder we can open (``models``: model files inside)."""
     if (folder / "saved_model.pb").exists():
         return UnsupportedFormat(f"{folder.name} is a TensorFlow SavedModel folder, which cannot be opened yet.",
                                  hint="Convert it to ONNX (for example with tf2onnx) and open the .onnx file.",
@@ -210,6 +210,10 @@ def describe_folder(folder: Path) -> UnsupportedFormat:
         return UnsupportedFormat(f"{folder.name} has a config.json but no weights (.safetensors or "
                                  f"pytorch_model.bin).", hint="Download the weight files into the folder too.",
                                  path=folder)
+    if models:
+        listed = ", ".join(p.name for p in models[:5])
+        return UnsupportedFormat(f"{folder.name} is a folder with several model files ({listed}).",
+                                 hint="Choose one of them.", path=folder)
     return UnsupportedFormat(f"{folder} is a folder, not a model file.",
                              hint="Choose a model file inside it, or a Hugging Face model folder (with "
                                   "config.json and .safetensors files).", path=folder)

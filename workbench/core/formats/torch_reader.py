@@ -86,6 +86,11 @@ class TorchReader(Reader):
     def open(self, probe: Probe, *, trust: bool = False, job: Job) -> ModelDocument:
         if probe.is_pickle:
             return self._open_plain_pickle(probe, trust, job)
+        if not probe.is_zip:
+            raise CorruptFile(f"{probe.path.name} is named like a PyTorch file but is neither a ZIP archive nor a "
+                              f"pickle, the two ways PyTorch saves files.",
+                              hint="The file is probably damaged or not a PyTorch file; get it again.",
+                              path=probe.path)
         kind = _zip_kind(probe.zip_names())
         if kind == "torchscript":
             return _open_torchscript(probe, job)
@@ -256,8 +261,12 @@ def _open_torchscript(probe: Probe, job: Job) -> ModelDocument:
     torch = import_torch()
     path = probe.path
     job.progress(0, None, f"Loading {path.name}")
+    import warnings
+
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "torch.jit.load is deprecated": still the way to read these files
+            module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptFile(f"{path.name} is a TorchScript archive that cannot be loaded ({first}).",
