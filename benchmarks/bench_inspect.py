@@ -257,12 +257,12 @@ def measure_startup() -> dict[str, Any]:
 
 
 def format_table(rows: list[tuple[str, Measurement, Measurement]]) -> list[str]:
-    head = (f"{'Task':<56} {'ours s':>7} {'raw s':>7} {'raw/ours':>8}   {'ours MB':>7} {'raw MB':>7} "
+    head = (f"{'Task':<56} {'ours s':>7} {'raw s':>7} {'raw/ours':>10}   {'ours MB':>7} {'raw MB':>7} "
             f"{'raw/ours':>8}   {'ours proc s':>11} {'raw proc s':>10}")
     lines = [head, "-" * len(head)]
     for task, ours, raw in rows:
-        lines.append(f"{task:<56} {ours.seconds:>7.3f} {raw.seconds:>7.3f} {raw.seconds / ours.seconds:>7.2f}x   "
-                     f"{ours.peak_rss_mb:>7.0f} {raw.peak_rss_mb:>7.0f} {raw.peak_rss_mb / ours.peak_rss_mb:>7.2f}x   "
+        lines.append(f"{task:<56} {ours.seconds:>7.4f} {raw.seconds:>7.4f} {raw.seconds / ours.seconds:>9.3g}x   "
+                     f"{ours.peak_rss_mb:>7.0f} {raw.peak_rss_mb:>7.0f} {raw.peak_rss_mb / ours.peak_rss_mb:>7.3g}x   "
                      f"{ours.process_seconds:>11.3f} {raw.process_seconds:>10.3f}")
     return lines
 
@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "python": platform.python_version(), "onnx": onnx.__version__, "runs_per_task": RUNS, "warm_cache": True,
             "models": [{"spec": asdict(m.spec), "parameters": m.spec.parameters, "path": str(m.path),
-                        "files": m.files, "build_seconds": m.build_seconds, "inspect_parameters": parameters[m.spec.kind],
+                        "files": m.files, "build_seconds": m.build_seconds,
+                        "inspect_parameters": parameters[m.spec.kind],
                         "runs": {task: [asdict(r) for r in task_runs] for task, task_runs in runs[m.spec.kind].items()}}
                        for m in models],
             "table": [{"task": task, "ours": asdict(ours), "raw": asdict(raw),
