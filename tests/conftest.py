@@ -5,12 +5,44 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SCRIPT = ROOT / "tests" / "corpus" / "make_corpus.py"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.webenginecontext.debug=false")
+    try:
+        from workbench.gui.qt import prepare_web_engine_environment
+    except ImportError:  # PySide6 missing: the GUI tests will fail on import and say so
+        return
+    prepare_web_engine_environment()  # must precede the QApplication that pytest-qt creates
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_work() -> object:
+    """Fail any test that leaves a background task or a Python thread running."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    if "workbench.gui.tasks" in sys.modules:
+        from workbench.gui import tasks
+
+        assert tasks.wait_for_all(10_000), f"background tasks still running: {tasks.active_tasks()}"
+        assert tasks.pool().activeThreadCount() == 0
+    deadline = time.monotonic() + 5
+    while True:
+        left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
+                and not isinstance(t, threading._DummyThread)]  # type: ignore[attr-defined]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"threads left running: {[t.name for t in left]}"
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +56,11 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    if "PySide6.QtCore" in sys.modules:  # Qt caches the settings folder: point it at this test's home
+        from PySide6.QtCore import QSettings
+
+        for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+            QSettings.setPath(fmt, QSettings.Scope.UserScope, str(home / ".config"))
     return home
 
 
@@ -36,10 +73,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None,
-            **kwargs: object) -> subprocess.CompletedProcess[str]:
+            unset: tuple[str, ...] = (), **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run ``workbench`` in a fresh interpreter, as a user would."""
     env = dict(os.environ)
-    env.pop("WORKBENCH_DEBUG", None)
+    for var in ("WORKBENCH_DEBUG", *unset):
+        env.pop(var, None)
     env["PYTHONPATH"] = str(ROOT / "tests" / "corpus")  # so trusted pickles can import corpus_models
     env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, cwd=cwd,

@@ -10,16 +10,22 @@ from conftest import ROOT, run_cli
 SAMPLE = ROOT / "resources" / "sample" / "digits_cnn.onnx"
 
 
-def test_no_arguments_shows_the_sample() -> None:
-    result = run_cli()
+HEADLESS = ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")
+
+
+def test_no_display_says_so_and_shows_the_summary() -> None:
+    result = run_cli(unset=HEADLESS)
     assert result.returncode == 0, result.stderr
+    assert "no display was found" in result.stderr and "--screenshot" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
     assert "digits_cnn.onnx - ONNX model" in result.stdout
     assert "image  float32  [batch, 1, 8, 8]" in result.stdout
     assert "logits  float32  [batch, 10]" in result.stdout
 
 
 def test_file_argument_alone_inspects_it(corpus: Path) -> None:
-    result = run_cli(str(corpus / "state_dict.pt"))
+    result = run_cli(str(corpus / "state_dict.pt"), unset=HEADLESS)
     assert result.returncode == 0, result.stderr
     assert "PyTorch state_dict" in result.stdout and "1,490" in result.stdout
 

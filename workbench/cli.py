@@ -1,6 +1,7 @@
 """The command line: a thin front end that parses arguments, calls the core and prints.
 
-``workbench`` with no arguments shows the bundled sample; ``workbench FILE`` shows FILE.
+``workbench`` with no arguments opens the window on the bundled sample; ``workbench FILE`` opens FILE;
+``workbench --screenshot OUT.png [FILE]`` renders the window offscreen to a PNG and exits.
 Subcommands run headless; ``--json`` prints machine-readable output. Failures print one line (no
 traceback) and exit non-zero.
 """
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
@@ -37,10 +39,15 @@ SUBCOMMANDS = ("inspect",)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in SUBCOMMANDS and not args_list[0].startswith("-")):
-        args_list = ["inspect", *args_list]  # `workbench [FILE]`: until the window exists, show the summary
+    if not args_list or args_list[0] == "--screenshot" or (args_list[0] not in SUBCOMMANDS
+                                                            and not args_list[0].startswith("-")):
+        return gui_main(args_list)
     parser = _parser()
     args = parser.parse_args(args_list)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -50,6 +57,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, SystemExit):
             raise
         return _report(exc, json_mode=getattr(args, "json", False))
+
+
+def gui_main(argv: list[str]) -> int:
+    """`workbench [--screenshot OUT.png] [FILE]`: the desktop window, or a one-line reason it cannot open."""
+    parser = argparse.ArgumentParser(prog="workbench", description="Open the Model Workbench window.",
+                                     epilog="Headless commands: workbench inspect --help")
+    parser.add_argument("file", nargs="?", help="model file or folder (default: the bundled sample model)")
+    parser.add_argument("--screenshot", metavar="OUT.png", type=Path,
+                        help="render the window offscreen once the model and its graph are shown, save it, exit")
+    args = parser.parse_args(argv)
+    if args.screenshot is None and not display_available():
+        print("workbench: no display was found, so the window cannot open. Showing the summary here instead; use "
+              "`workbench --screenshot OUT.png [FILE]` to render the window to an image, or `workbench inspect "
+              "FILE` and the other headless commands.", file=sys.stderr)
+        return _run(_parser().parse_args(["inspect", *([args.file] if args.file else [])]))
+    try:
+        from .gui.app import run
+    except ImportError as exc:
+        print(f"workbench: the desktop window needs PySide6, which could not be loaded ({exc}). Install it with "
+              f"`pip install PySide6`, or use `workbench inspect FILE`.", file=sys.stderr)
+        return 5
+    try:
+        return run(args.file, screenshot=args.screenshot)
+    except KeyboardInterrupt:
+        return 130
+
+
+def display_available() -> bool:
+    """Whether a window can be shown: a display server, or an explicit Qt platform such as offscreen."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 def _report(exc: BaseException, *, json_mode: bool) -> int:
@@ -79,7 +120,8 @@ def _report(exc: BaseException, *, json_mode: bool) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="Open, inspect, compress and publish trained neural networks.",
-        epilog="With no command, `workbench [FILE]` shows FILE (the bundled sample model if omitted).")
+        epilog="With no command, `workbench [FILE]` opens the window on FILE (the bundled sample if omitted), "
+               "and `workbench --screenshot OUT.png [FILE]` saves an image of it.")
     parser.add_argument("--version", action="version", version=f"Model Workbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -1,0 +1,1 @@
+"""The desktop front end. Everything Qt lives here; the core never imports it."""
