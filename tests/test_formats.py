@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from workbench.core import errors
 from workbench.core.formats import open_model
 from workbench.core.jobs import Job

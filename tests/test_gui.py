@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
+
 from workbench.core.jobs import Job
 from workbench.gui.dialogs import ErrorDialog
 from workbench.gui.main_window import MainWindow

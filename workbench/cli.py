@@ -12,16 +12,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
-from .core.document import ModelDocument
-from .core.errors import (Cancelled, DangerousPickle, FileProblem, MissingDependency, UntrustedPickle,
-                          WorkbenchError)
-from .core.jobs import Job, Progress
-from .core.text import format_bytes, format_count, format_shape
+from .commands import COMMANDS, register_all
+from .core.errors import Cancelled, DangerousPickle, FileProblem, MissingDependency, UntrustedPickle, WorkbenchError
 
 # Exit status per error type, most specific first. 0 is success.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
@@ -34,7 +31,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 )
 EXIT_UNEXPECTED = 70
 
-SUBCOMMANDS = ("inspect",)
+SUBCOMMANDS = tuple(COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,92 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="With no command, `workbench [FILE]` opens the window on FILE (the bundled sample if omitted), "
                "and `workbench --screenshot OUT.png [FILE]` saves an image of it.")
     parser.add_argument("--version", action="version", version=f"Model Workbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("inspect", help="summarise a model file: format, size, tensors, inputs and outputs")
-    p.add_argument("file", nargs="?", help="model file or folder (default: the bundled sample model)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--trust", action="store_true",
-                   help="allow pickled Python objects to load (runs code from the file; only for files you trust)")
-    p.add_argument("--sparsity", action="store_true", help="also read the weights and report zero fractions")
-    p.add_argument("--all-tensors", action="store_true", help="list every tensor, not just the largest")
-    p.set_defaults(func=cmd_inspect)
+    register_all(parser.add_subparsers(dest="command", required=True))
     return parser
-
-
-def _progress_printer(stream: TextIO) -> Callable[[Progress], None] | None:
-    if not stream.isatty():
-        return None
-
-    def show(p: Progress) -> None:
-        pct = f"{p.fraction * 100:5.1f}% " if p.fraction is not None else ""
-        stream.write(f"\r{pct}{p.message[:70]:<70}")
-        if p.fraction is not None and p.fraction >= 1:
-            stream.write("\r" + " " * 78 + "\r")
-        stream.flush()
-    return show
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from .core.formats import open_model
-
-    path = args.file
-    if path is None:
-        from .resources import sample_model
-
-        path = sample_model()
-    job = Job(_progress_printer(sys.stderr))
-    doc = open_model(path, trust=args.trust, job=job)
-    if args.sparsity:
-        doc.compute_sparsity(job)
-    if args.json:
-        print(json.dumps(doc.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(render_summary(doc, all_tensors=args.all_tensors))
-    return 0
-
-
-def render_summary(doc: ModelDocument, *, all_tensors: bool = False) -> str:
-    """The human-readable summary printed by ``workbench inspect``."""
-    lines = [f"{doc.path.name} - {doc.format_label}", ""]
-
-    def row(label: str, value: str) -> None:
-        lines.append(f"  {label:<12} {value}")
-
-    row("Size", f"{format_bytes(doc.size_bytes)} on disk in {len(doc.files)} file(s)")
-    for f in doc.files:
-        lines.append(f"  {'':<12}   {f.path.name} ({format_bytes(f.size)}, {f.role})")
-    row("Parameters", f"{format_count(doc.parameters)} in {len(doc.tensors)} tensors")
-    if doc.sparsity is not None and doc.overall_sparsity is not None:
-        row("Sparsity", f"{doc.overall_sparsity:.1%} of stored values are zero")
-    for label, values in (("Inputs", doc.inputs), ("Outputs", doc.outputs)):
-        for i, v in enumerate(values):
-            row(label if i == 0 else "", f"{v.name}  {v.dtype or ''}  {format_shape(v.shape)}")
-    if doc.has_graph:
-        ops = ", ".join(f"{op} x{n}" for op, n in list(doc.operators.items())[:12])
-        more = len(doc.operators) - 12
-        row("Operators", f"{doc.node_count:,} nodes: {ops}" + (f", and {more} more kinds" if more > 0 else ""))
-        row("Graph", "available")
-    else:
-        row("Graph", "none. " + doc.graph_note)
-    for key, value in doc.metadata.items():
-        if value not in ("", None, {}, []):
-            text = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
-            row(key.replace("_", " ").capitalize(), text)
-    if doc.tensors:
-        lines += ["", "  Tensors" + ("" if all_tensors else " (largest first)") + ":"]
-        shown = sorted(doc.tensors, key=lambda t: -t.nbytes)
-        limit = len(shown) if all_tensors else 10
-        width = min(48, max(len(t.name) for t in shown[:limit]))
-        for t in shown[:limit]:
-            sparsity = f"  {doc.sparsity[t.name]:.1%} zero" if doc.sparsity and t.name in doc.sparsity else ""
-            lines.append(f"    {t.name:<{width}}  {t.dtype:<9} {format_shape(t.shape):<20} "
-                         f"{format_bytes(t.nbytes):>10}{sparsity}")
-        if len(shown) > limit:
-            lines.append(f"    ... and {len(shown) - limit} more (use --all-tensors or --json)")
-    for note in doc.notes:
-        lines += ["", f"  Note: {note}"]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

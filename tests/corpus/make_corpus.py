@@ -65,10 +65,9 @@ def _replace_member(src: Path, dst: Path, member_suffix: str, data: bytes) -> No
 def build(out: Path) -> None:
     import onnx
     import torch
+    from corpus_models import TinyNet
     from onnx import TensorProto, helper, numpy_helper
     from safetensors.numpy import save_file
-
-    from corpus_models import TinyNet
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

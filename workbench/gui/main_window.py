@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.document import ModelDocument
-from ..core.errors import UnsupportedFormat
+from ..core.errors import DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..core.jobs import Job, Progress
 from .dialogs import show_error
 from .graph_view import GraphView
-from .qt import QtCore, QtGui, QtWidgets, Qt, Signal
+from .qt import Qt, QtCore, QtGui, QtWidgets, Signal
 from .summary import SummaryPanel
 from .tasks import Task
 from .tensor_table import TensorTable
@@ -227,8 +227,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def _open_failed(self, path: str, exc: BaseException, details: str, generation: int) -> None:
         if generation != self._open_generation:
             return
-        from ..core.errors import UntrustedPickle, DangerousPickle
-
         if isinstance(exc, UnsupportedFormat) and Path(path).suffix.lower() in VIEW_ONLY_SUFFIXES:
             self._show_view_only(Path(path), str(exc.message))
             return

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..core.document import ModelDocument, TensorInfo
 from ..core.text import format_bytes, format_shape
-from .qt import QtCore, QtWidgets, Qt
+from .qt import Qt, QtCore, QtWidgets
 
 COLUMNS = ("Name", "Shape", "Type", "Size", "Zeros")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1

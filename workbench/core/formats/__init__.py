@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+
 from ..document import ModelDocument
 from ..errors import CorruptFile, UnsupportedFormat, WorkbenchError
 from ..jobs import Job

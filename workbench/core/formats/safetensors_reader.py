@@ -11,7 +11,8 @@ from typing import Any
 from ..document import FileEntry, ModelDocument, TensorInfo
 from ..errors import CorruptFile, TruncatedFile, UnsupportedFormat
 from ..jobs import Job
-from .base import Probe, Reader, probe as probe_path
+from .base import Probe, Reader
+from .base import probe as probe_path
 
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 

@@ -1,0 +1,16 @@
+"""The headless subcommands. Each module has ``register(subparsers)``; heavy imports stay inside ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# command name -> module in this package (kept as names so `workbench --help` imports nothing heavy)
+COMMANDS: dict[str, str] = {
+    "inspect": "inspect",
+}
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for module in COMMANDS.values():
+        importlib.import_module(f"{__name__}.{module}").register(sub)
