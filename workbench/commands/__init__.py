@@ -8,6 +8,10 @@ import importlib
 # command name -> module in this package (kept as names so `workbench --help` imports nothing heavy)
 COMMANDS: dict[str, str] = {
     "inspect": "inspect",
+    "export": "export",
+    "prune": "prune",
+    "quantize": "quantize",
+    "compare": "compare",
 }
 
 

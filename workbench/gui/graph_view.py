@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import time
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -18,38 +17,63 @@ from typing import Any
 
 from ..core.document import ModelDocument
 from .netron_server import NetronServer, ServedModel
-from .qt import QtCore, QtWidgets, Qt, Signal, web_engine, web_engine_error
+from .qt import Qt, QtCore, QtWidgets, Signal, web_engine, web_engine_error
 
 log = logging.getLogger(__name__)
 
 MAX_GRAPH_NODES = 10_000  # above this, the outline is shown and drawing is left to the user (~1 s per 1,000)
 RENDER_TIMEOUT_S = 20.0  # drawing that takes longer falls back to the outline
 OUTLINE_READ_LIMIT = 256 << 20  # the outline lists node names only for ONNX files up to this size
-POLL_MS = 100
 LARGE_GRAPH_NOTICE = "This large graph layout might take a very long time"
 INSTALL_HINT = ("Drawing the graph needs Qt WebEngine, which this installation of PySide6 lacks ({reason}). "
                 "Install it with “pip install PySide6-Addons” (or install the full “PySide6” package), "
                 "then restart Model Workbench.")
 
-# What netron's page is doing, read from its DOM, as JSON: {"state": "loading" | "rendered" | "error" |
-# "notice" | "idle", "nodes": int, "message": str}. Netron puts the class "default" on <body> once a graph is
-# drawn, "alert" for errors, "notification" for messages with a button, and "welcome" (without "spinner") when
-# it has nothing to show. Drawn operator nodes are <g class="node graph-node"> inside <svg id="canvas">.
-STATE_JS = """JSON.stringify((() => {
-  const body = document.body;
-  if (!body || !window.__view__) { return { state: 'loading' }; }
-  const classes = body.classList;
-  const text = document.getElementById('message-text');
-  const message = text ? text.innerText : '';
-  const canvas = document.getElementById('canvas');
-  if (classes.contains('alert') || classes.contains('message')) { return { state: 'error', message }; }
-  if (classes.contains('notification')) { return { state: 'notice', message }; }
-  if (classes.contains('default') && canvas) {
-    return { state: 'rendered', nodes: canvas.querySelectorAll('g.graph-node').length };
-  }
-  if (classes.contains('welcome') && !classes.contains('spinner')) { return { state: 'idle' }; }
-  return { state: 'loading' };
-})())"""
+# Reports what netron's page is doing as a console message: STATE_PREFIX + JSON {"state": "loading" |
+# "rendered" | "error" | "notice" | "idle", "nodes": int, "message": str, "url": str}, each time the classes of
+# <body> change. Netron puts "default" on <body> once a graph is drawn, "alert" (or "message") for errors,
+# "notification" for messages with a button (an empty one while it clears them), and "welcome" without
+# "spinner" when it has nothing to show.
+# Drawn operator nodes are <g class="node graph-node"> inside <svg id="canvas">.
+STATE_PREFIX = "workbench-graph-state "
+STATE_REPORTER_JS = """(() => {
+  const state = () => {
+    const classes = document.body.classList;
+    const text = document.getElementById('message-text');
+    const message = text ? text.innerText : '';
+    const canvas = document.getElementById('canvas');
+    if (classes.contains('alert') || classes.contains('message')) { return { state: 'error', message }; }
+    if (classes.contains('notification')) {
+      return message ? { state: 'notice', message } : { state: 'loading' };
+    }
+    if (classes.contains('default') && canvas) {
+      return { state: 'rendered', nodes: canvas.querySelectorAll('g.graph-node').length };
+    }
+    if (classes.contains('welcome') && !classes.contains('spinner')) { return { state: 'idle' }; }
+    return { state: 'loading' };
+  };
+  let last = '';
+  const report = () => {
+    const text = JSON.stringify({ ...state(), url: window.location.href });
+    if (text !== last) { last = text; console.info('__PREFIX__' + text); }
+  };
+  document.addEventListener('DOMContentLoaded', () => {
+    new MutationObserver(report).observe(document.body, { attributes: true, attributeFilter: ['class'] });
+    report();
+  });
+})();""".replace("__PREFIX__", STATE_PREFIX)
+
+# Netron waits for animation frames before it measures the graph, and a page whose view is hidden (the Graph
+# tab behind another one) gets none: a timer stands in for any frame that has not come within 50 ms.
+FRAME_STAND_IN_JS = """(() => {
+  const requestFrame = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) => {
+    let done = false;
+    const run = (time) => { if (!done) { done = true; callback(time); } };
+    setTimeout(() => run(performance.now()), 50);
+    return requestFrame(run);
+  };
+})();"""
 
 # Opens netron's own Find sidebar, puts ``text`` in it (null keeps the last query) and focuses it.
 SEARCH_JS = """((text) => {
@@ -71,25 +95,22 @@ class GraphView(QtWidgets.QWidget):
     failed = Signal(str)  # the graph could not be shown; a sentence for the user
     outline_shown = Signal(str)  # the node outline is shown instead of a drawing; the reason
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None, *, use_web_engine: bool = True,
-                 max_graph_nodes: int = MAX_GRAPH_NODES, render_timeout_s: float = RENDER_TIMEOUT_S) -> None:
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, max_graph_nodes: int = MAX_GRAPH_NODES,
+                 render_timeout_s: float = RENDER_TIMEOUT_S) -> None:
         super().__init__(parent)
         self.max_graph_nodes = max_graph_nodes
         self.render_timeout_s = render_timeout_s
-        self._web = web_engine() if use_web_engine else None
-        self._unavailable = "" if self._web is not None else INSTALL_HINT.format(
-            reason=web_engine_error() or "turned off for this view")
+        self._web = web_engine()
+        self._unavailable = "" if self._web is not None else INSTALL_HINT.format(reason=web_engine_error())
         self._server = NetronServer()
         self._mode = "empty"
         self._node_count = 0
-        self._generation = 0
-        self._deadline: float | None = None
-        self._probing = False
+        self._loads = 0
         self._saw_large_notice = False
         self._url = ""
         self._current: tuple[ServedModel, ModelDocument | None] | None = None
 
-        self._stack = QtWidgets.QStackedWidget(self)  # created before the profile, so deleted before it
+        self._stack = QtWidgets.QStackedWidget(self)
         self._message = QtWidgets.QLabel(alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
         self._message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._message.setMargin(24)
@@ -101,19 +122,11 @@ class GraphView(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._stack)
 
+        self._blocked: list[str] = []
         self._browser: Any = None
-        self._guard: Any = None
-        if self._web is not None:
-            guard_class, page_class = _web_classes()
-            profile = self._web.core.QWebEngineProfile(self)  # no storage name: off the record, in memory only
-            self._guard = guard_class(self._server, profile)
-            profile.setUrlRequestInterceptor(self._guard)
-            self._browser = self._web.widgets.QWebEngineView()
-            self._browser.setPage(page_class(self._guard, profile, self._browser))
-            self._browser.page().loadingChanged.connect(self._loading_changed)
-            self._stack.addWidget(self._browser)
-        self._timer = QtCore.QTimer(self, interval=POLL_MS)
-        self._timer.timeout.connect(self._probe)
+        self._create_browser()
+        self._timeout = QtCore.QTimer(self, singleShot=True)
+        self._timeout.timeout.connect(self._timed_out)
         self.destroyed.connect(self._server.stop)
         self.clear()
 
@@ -126,7 +139,7 @@ class GraphView(QtWidgets.QWidget):
     @property
     def blocked_urls(self) -> list[str]:
         """The addresses of those requests, oldest first."""
-        return list(self._guard.blocked) if self._guard is not None else []
+        return list(self._blocked)
 
     @property
     def node_count(self) -> int:
@@ -150,7 +163,8 @@ class GraphView(QtWidgets.QWidget):
 
     @property
     def page(self) -> Any:
-        """The QWebEnginePage showing netron, or None without Qt WebEngine."""
+        """The QWebEnginePage showing netron; None without Qt WebEngine, and after :meth:`shutdown` until the
+        next graph is shown."""
         return self._browser.page() if self._browser is not None else None
 
     @property
@@ -165,7 +179,7 @@ class GraphView(QtWidgets.QWidget):
             return
         model = ServedModel.of(doc.path, [f.path for f in doc.files])
         self._current = (model, doc)
-        if self._browser is None:
+        if self._web is None:
             self._show_outline(doc, self._unavailable)
         elif doc.node_count > self.max_graph_nodes:
             self._show_outline(doc, f"{doc.path.name} has {doc.node_count:,} nodes, more than can be drawn "
@@ -179,7 +193,7 @@ class GraphView(QtWidgets.QWidget):
         Files next to it with the same name and another extension (OpenVINO .bin, Caffe weights) are served too.
         """
         path = Path(path)
-        if self._browser is None:
+        if self._web is None:
             self._show_message(self._unavailable)
             return
         siblings = [Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + ".*")]
@@ -202,66 +216,88 @@ class GraphView(QtWidgets.QWidget):
         self._find(None)
 
     def shutdown(self) -> None:
-        """Stop drawing and stop the local server (also done when the widget is destroyed)."""
-        self._stop_polling()
-        self._halt_page()
+        """Close netron's page and stop the local server (also done when the widget is destroyed).
+
+        Showing another graph afterwards starts them again.
+        """
+        self._timeout.stop()
+        if self._mode in ("loading", "graph"):
+            self._show_message("The graph view was closed.")
+        self._delete_browser()
         self._server.stop()
 
     # -- drawing with netron -------------------------------------------------------------------------------
     def _load(self, timeout_s: float | None) -> None:
         assert self._current is not None
-        self._stop_polling()
+        self._loads += 1  # a new address each time, so reports from an earlier page are told apart
+        self._url = f"{self._server.serve(self._current[0])}?load={self._loads}"
         self._node_count = 0
         self._saw_large_notice = False
         self._mode = "loading"
-        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._url = f"{self._server.serve(self._current[0])}?load={self._generation}"
+        self._create_browser()
         self._stack.setCurrentWidget(self._browser)
         self._browser.load(QtCore.QUrl(self._url))
-        self._timer.start()
+        self.page.setVisible(True)
+        if timeout_s is None:
+            self._timeout.stop()
+        else:
+            self._timeout.start(int(timeout_s * 1000))
 
     def _draw_anyway(self) -> None:
-        if self._current is not None and self._browser is not None:
+        if self._current is not None and self._web is not None:
             self._load(None)
 
-    def _stop_polling(self) -> None:
-        self._timer.stop()
-        self._generation += 1  # answers to earlier probes are ignored
-        self._probing = False
+    def _create_browser(self) -> None:
+        """A web view on a private, off-the-record profile whose requests pass the guard (if not made yet)."""
+        if self._web is None or self._browser is not None:
+            return
+        guard_class, page_class = _web_classes()
+        profile = self._web.core.QWebEngineProfile()  # no storage name: off the record, in memory only
+        guard = guard_class(self._server, self._blocked, profile)
+        profile.setUrlRequestInterceptor(guard)
+        self._browser = self._web.widgets.QWebEngineView()
+        page = page_class(guard, profile, self._browser)
+        profile.setParent(page)  # children are deleted after their parent: the page goes before its profile
+        self._browser.setPage(page)
+        page.state_reported.connect(self._on_state)
+        page.loadingChanged.connect(self._loading_changed)
+        page.visibleChanged.connect(self._keep_drawing)
+        self._stack.addWidget(self._browser)
+
+    def _delete_browser(self) -> None:
+        """Delete the web view, its page and profile now (in that order), ending netron's renderer process."""
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            self._stack.removeWidget(browser)
+            browser.setParent(None)  # owned by Python again, so deleted with its last reference, below
+            del browser
 
     def _halt_page(self) -> None:
         if self._browser is not None and self._browser.url().toString() not in ("", "about:blank"):
             self._browser.setUrl(QtCore.QUrl("about:blank"))
+
+    def _keep_drawing(self, visible: bool) -> None:
+        """Keep the page visible to Chromium while it draws, so its timers run at full speed even when the
+        Graph tab is not the current one."""
+        if not visible and self._mode == "loading":
+            self.page.setVisible(True)
 
     def _loading_changed(self, info: Any) -> None:
         failed = info.status() == info.LoadStatus.LoadFailedStatus
         if failed and self._mode == "loading" and info.url().toString() == self._url:
             self._fail(f"The graph viewer's page could not be loaded from this computer ({info.errorString()}).")
 
-    def _probe(self) -> None:
-        if self._probing:
-            return
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            self._timed_out()
-            return
-        self._probing = True
-        generation = self._generation
-        self.page.runJavaScript(STATE_JS, 0, lambda answer: self._on_state(generation, answer))
-
-    def _on_state(self, generation: int, answer: Any) -> None:
-        if generation != self._generation:
-            return
-        self._probing = False
-        try:
-            state = json.loads(answer)
-        except (TypeError, ValueError):
+    def _on_state(self, report: str) -> None:
+        state = json.loads(report)
+        if self._mode != "loading" or state.get("url") != self._url:
             return
         kind, message = state.get("state"), str(state.get("message") or "").strip()
         name = self._current[0].path.name if self._current else "the file"
         if kind == "rendered":
-            self._stop_polling()
+            self._timeout.stop()
             self._mode = "graph"
             self._node_count = int(state.get("nodes") or 0)
+            self.page.setVisible(self._browser.isVisible())
             self.loaded.emit(self._node_count)
         elif kind == "notice" and LARGE_GRAPH_NOTICE in message:
             self._saw_large_notice = True
@@ -274,6 +310,8 @@ class GraphView(QtWidgets.QWidget):
             self._fail(f"The graph viewer does not recognise {name} as a model it can draw.")
 
     def _timed_out(self) -> None:
+        if self._mode != "loading":
+            return
         doc = self._current[1] if self._current else None
         seconds = f"{self.render_timeout_s:g}"
         if doc is not None:
@@ -288,15 +326,17 @@ class GraphView(QtWidgets.QWidget):
 
     # -- instead of a drawing ------------------------------------------------------------------------------
     def _show_message(self, text: str) -> None:
-        self._stop_polling()
+        self._timeout.stop()
+        self._node_count = 0
         self._message.setText(text)
         self._stack.setCurrentWidget(self._message)
         self._mode = "message"
 
     def _show_outline(self, doc: ModelDocument, note: str) -> None:
-        self._stop_polling()
+        self._timeout.stop()
+        self._node_count = 0
         self._halt_page()
-        self._outline.show_document(doc, note, drawable=self._browser is not None)
+        self._outline.show_document(doc, note, drawable=self._web is not None)
         self._stack.setCurrentWidget(self._outline)
         self._mode = "outline"
         self.outline_shown.emit(note)
@@ -375,12 +415,12 @@ def _web_classes() -> tuple[type, type]:
     class RequestGuard(core.QWebEngineUrlRequestInterceptor):  # type: ignore[name-defined, misc]
         """Blocks every request not addressed to the view's own server, and records it."""
 
-        def __init__(self, server: NetronServer, parent: QtCore.QObject) -> None:
+        def __init__(self, server: NetronServer, blocked: list[str], parent: QtCore.QObject) -> None:
             super().__init__(parent)
             self.server = server
-            self.blocked: list[str] = []
+            self.blocked = blocked
 
-        def interceptRequest(self, info: Any) -> None:  # noqa: N802 - Qt override
+        def interceptRequest(self, info: Any) -> None:
             if not self.allows(info.requestUrl()):
                 info.block(True)
 
@@ -394,16 +434,29 @@ def _web_classes() -> tuple[type, type]:
             return False
 
     class NetronPage(core.QWebEnginePage):  # type: ignore[name-defined, misc]
-        """Stays on netron's page: links elsewhere are not followed (and count as blocked requests)."""
+        """Netron's page: reports its state, and stays put (links elsewhere are not followed, and count as
+        blocked requests)."""
+
+        state_reported = Signal(str)  # the JSON that STATE_REPORTER_JS logs
 
         def __init__(self, guard: RequestGuard, profile: Any, parent: QtCore.QObject) -> None:
             super().__init__(profile, parent)
             self.guard = guard
+            for name, source in (("state-reporter", STATE_REPORTER_JS), ("frame-stand-in", FRAME_STAND_IN_JS)):
+                script = core.QWebEngineScript()
+                script.setName(name)
+                script.setSourceCode(source)
+                script.setInjectionPoint(core.QWebEngineScript.InjectionPoint.DocumentCreation)
+                script.setWorldId(core.QWebEngineScript.ScriptWorldId.MainWorld)
+                self.scripts().insert(script)
 
-        def acceptNavigationRequest(self, url: QtCore.QUrl, kind: Any, main_frame: bool) -> bool:  # noqa: N802
+        def acceptNavigationRequest(self, url: QtCore.QUrl, kind: Any, main_frame: bool) -> bool:
             return self.guard.allows(url)
 
-        def javaScriptConsoleMessage(self, level: Any, message: str, line: int, source: str) -> None:  # noqa: N802
-            log.debug("netron page: %s (%s:%d)", message, source, line)
+        def javaScriptConsoleMessage(self, level: Any, message: str, line: int, source: str) -> None:
+            if message.startswith(STATE_PREFIX):
+                self.state_reported.emit(message[len(STATE_PREFIX):])
+            else:
+                log.debug("netron page: %s (%s:%d)", message, source, line)
 
     return RequestGuard, NetronPage

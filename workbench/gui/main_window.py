@@ -8,6 +8,7 @@ from typing import Any
 from ..core.document import ModelDocument
 from ..core.errors import DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..core.jobs import Job, Progress
+from .compress_page import CompressPage
 from .dialogs import show_error
 from .graph_view import GraphView
 from .qt import Qt, QtCore, QtGui, QtWidgets, Signal
@@ -99,10 +100,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter.setSizes([340, 900])
         self.steps.addTab(self.open_page, f"1  {STEPS[0]}")
         self.steps.addTab(self.splitter, f"2  {STEPS[1]}")
-        later = {"Compress": "Make the model smaller and faster, and see what it costs in accuracy.",
-                 "License & card": "Choose a license and write the model card.",
+        self.compress_page = CompressPage(self._start)
+        self.steps.addTab(self.compress_page, f"3  {STEPS[2]}")
+        later = {"License & card": "Choose a license and write the model card.",
                  "Publish": "Publish to PyPI, a container registry or the Hugging Face Hub."}
-        for i, (step, what) in enumerate(later.items(), start=3):
+        for i, (step, what) in enumerate(later.items(), start=4):
             index = self.steps.addTab(LaterStepPage(step, what), f"{i}  {step.replace('&', '&&')}")
             self.steps.setTabEnabled(index, False)
         self.setCentralWidget(self.steps)
@@ -175,6 +177,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tensors.sparsity_button.clicked.connect(self.count_zeros)
         self.graph.loaded.connect(lambda _n: self.graph_settled.emit())
         self.graph.failed.connect(lambda _m: self.graph_settled.emit())
+        self.graph.outline_shown.connect(lambda _m: self.graph_settled.emit())
 
     # -- opening ----------------------------------------------------------------------------
     def choose_file(self) -> None:
@@ -219,6 +222,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.summary.set_document(doc)
         self.tensors.set_document(doc)
         self.graph.show_document(doc)
+        self.compress_page.set_document(doc)
         self.add_recent(str(doc.path))
         self.setWindowTitle(f"{doc.path.name} — Model Workbench")
         self.steps.setCurrentIndex(1)
@@ -252,6 +256,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.document = None
         self.summary.show_view_only(path.name, path.stat().st_size, reason)
         self.tensors.set_document(None)
+        self.compress_page.set_document(None)
         self.graph.show_file(path)
         self.add_recent(str(path))
         self.setWindowTitle(f"{path.name} (view only) — Model Workbench")

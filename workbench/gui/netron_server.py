@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -134,6 +135,10 @@ class _Server(ThreadingHTTPServer):
             with self._lock:
                 self._connections.discard(request)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A page that went away mid-transfer (a new model, a closed view) is expected; no traceback."""
+        log.debug("netron server: a request from %s ended early: %s", client_address, sys.exc_info()[1])
+
     def cut_connections(self) -> None:
         """Unblock request threads waiting on idle connections, so they end at once."""
         with self._lock:
@@ -149,10 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 30  # seconds an idle connection may stay open
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         server = self.server
         if self.headers.get("Host") != f"127.0.0.1:{server.server_address[1]}":
             self.send_error(HTTPStatus.FORBIDDEN)
@@ -202,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("netron server: " + format, *args)
 
 
@@ -251,7 +256,7 @@ class NetronServer:
         static = {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix in MIME_TYPES}
         server = _Server(f"/{secrets.token_urlsafe(16)}/", static)
         self.missing_patches = []
-        for name in {p.file for p in PATCHES}:
+        for name in {"index.html"} | {p.file for p in PATCHES}:
             text, missing = patched_text(name, (folder / name).read_text(encoding="utf-8"))
             server.patched[name] = text.encode("utf-8")
             self.missing_patches += missing

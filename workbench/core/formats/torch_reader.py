@@ -47,6 +47,16 @@ def _zip_kind(names: list[str]) -> str:
     return "zip"
 
 
+def torch_file_kind(probe: Probe) -> str:
+    """"torchscript", "pt2" (torch.export), "torch-save" (also for plain pickles), or "other"."""
+    if probe.is_pickle:
+        return "torch-save"
+    if probe.is_zip:
+        kind = _zip_kind(probe.zip_names())
+        return "other" if kind == "zip" else kind
+    return "other"
+
+
 def _member(names: list[str], base: str) -> str | None:
     for n in names:
         if n == base or n.endswith("/" + base):
@@ -85,7 +95,7 @@ class TorchReader(Reader):
 
     def open(self, probe: Probe, *, trust: bool = False, job: Job) -> ModelDocument:
         if probe.is_pickle:
-            return self._open_plain_pickle(probe, trust, job)
+            return self._open_torch_save(probe, trust, job)
         if not probe.is_zip:
             raise CorruptFile(f"{probe.path.name} is named like a PyTorch file but is neither a ZIP archive nor a "
                               f"pickle, the two ways PyTorch saves files.",
@@ -98,35 +108,48 @@ class TorchReader(Reader):
             return _open_export(probe, trust, job)
         return self._open_torch_save(probe, trust, job)
 
-    # -- torch.save zip archives --------------------------------------------------------------
+    # -- torch.save zip archives, and non-zip pickles (legacy torch.save and raw pickle files) ---
     def _open_torch_save(self, probe: Probe, trust: bool, job: Job) -> ModelDocument:
-        path = probe.path
-        names = probe.zip_names()
-        data_pkl = _member(names, "data.pkl")
-        assert data_pkl is not None
+        obj, trusted = load_saved_object(probe, trust=trust, job=job)
+        return _document_from_object(probe.path, probe.size, obj, trusted=trusted)
+
+
+def load_saved_object(probe: Probe, *, trust: bool, job: Job) -> tuple[Any, bool]:
+    """The object in a torch.save archive or plain pickle, loaded under the safety rule above.
+
+    Also returns whether the file's own Python code was allowed to run (it holds more than plain weights).
+    """
+    path = probe.path
+    if probe.is_pickle:
+        try:
+            scan = scan_pickle_bytes(path.read_bytes(), several=True)
+        except PickleParseError as exc:
+            raise CorruptFile(f"{path.name} looks like a Python pickle but cannot be read ({exc}).",
+                              hint="The file is probably truncated or damaged; get it again.", path=path) from None
+    else:
+        data_pkl = _member(probe.zip_names(), "data.pkl")
+        if data_pkl is None:
+            raise UnsupportedFormat(f"{path.name} is a ZIP archive but not a torch.save file.", path=path)
         try:
             with zipfile.ZipFile(path) as zf:
                 scan = scan_pickle_bytes(zf.read(data_pkl))
         except (zipfile.BadZipFile, OSError, EOFError, PickleParseError) as exc:
             raise CorruptFile(f"{path.name} is a damaged PyTorch file: its object list cannot be read ({exc}).",
                               hint="Save or download it again.", path=path) from None
-        check_pickle(path, scan, trust=trust)
-        job.progress(0, None, f"Loading {path.name}")
-        obj = _torch_load(path, weights_only=not scan.unsafe, mmap=True)
-        return _document_from_object(path, probe.size, obj, trusted=bool(scan.unsafe))
+    check_pickle(path, scan, trust=trust)
+    job.progress(0, None, f"Loading {path.name}")
+    obj = _torch_load(path, weights_only=not scan.unsafe, mmap=not probe.is_pickle)
+    return obj, bool(scan.unsafe)
 
-    # -- non-zip pickles (legacy torch.save and raw pickle files) ---------------------------
-    def _open_plain_pickle(self, probe: Probe, trust: bool, job: Job) -> ModelDocument:
-        path = probe.path
-        try:
-            scan = scan_pickle_bytes(path.read_bytes(), several=True)
-        except PickleParseError as exc:
-            raise CorruptFile(f"{path.name} looks like a Python pickle but cannot be read ({exc}).",
-                              hint="The file is probably truncated or damaged; get it again.", path=path) from None
-        check_pickle(path, scan, trust=trust)
-        job.progress(0, None, f"Loading {path.name}")
-        obj = _torch_load(path, weights_only=not scan.unsafe, mmap=False)
-        return _document_from_object(path, probe.size, obj, trusted=bool(scan.unsafe))
+
+def weights_in(obj: Any) -> tuple[str | None, dict[str, Any]] | None:
+    """The name -> tensor weights held by a loaded state_dict (key None) or training checkpoint (its key path)."""
+    direct = _tensor_dict(obj)
+    if direct is not None and isinstance(obj, dict) and len(direct) == len(obj):
+        return None, direct
+    if isinstance(obj, dict):
+        return _find_state_dict(obj)
+    return None
 
 
 def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
@@ -256,10 +279,9 @@ _BOOKKEEPING_NODES = {"prim::Constant", "prim::GetAttr", "prim::ListConstruct", 
                       "prim::TupleUnpack", "prim::ListUnpack", "prim::NumToTensor"}
 
 
-def _open_torchscript(probe: Probe, job: Job) -> ModelDocument:
-    """TorchScript archives hold TorchScript code (run by torch's own interpreter), not arbitrary Python."""
+def load_torchscript(path: Path, job: Job) -> Any:
+    """The ScriptModule in a TorchScript archive, on the CPU."""
     torch = import_torch()
-    path = probe.path
     job.progress(0, None, f"Loading {path.name}")
     import warnings
 
@@ -272,6 +294,13 @@ def _open_torchscript(probe: Probe, job: Job) -> ModelDocument:
         raise CorruptFile(f"{path.name} is a TorchScript archive that cannot be loaded ({first}).",
                           hint="It may be damaged or saved by a newer PyTorch; export it again.",
                           path=path) from None
+    return module
+
+
+def _open_torchscript(probe: Probe, job: Job) -> ModelDocument:
+    """TorchScript archives hold TorchScript code (run by torch's own interpreter), not arbitrary Python."""
+    path = probe.path
+    module = load_torchscript(path, job)
     tensors = dict(module.state_dict())
     graph = module.inlined_graph
     inputs = []
@@ -341,6 +370,12 @@ def _scan_export_archive(path: Path, names: list[str]) -> PickleScan:
 
 
 def _open_export(probe: Probe, trust: bool, job: Job) -> ModelDocument:
+    ep, trusted = load_exported_program(probe, trust=trust, job=job)
+    return _export_document(probe.path, probe.size, ep, trusted=trusted)
+
+
+def load_exported_program(probe: Probe, *, trust: bool, job: Job) -> tuple[Any, bool]:
+    """The ExportedProgram in a .pt2 archive, and whether its pickles' own code was allowed to run."""
     torch = import_torch()
     path = probe.path
     try:
@@ -361,7 +396,7 @@ def _open_export(probe: Probe, trust: bool, job: Job) -> ModelDocument:
         raise CorruptFile(f"{path.name} is a torch.export file that cannot be loaded ({first}).",
                           hint="It may be damaged or made by a different PyTorch version; export it again.",
                           path=path) from None
-    return _export_document(path, probe.size, ep, trusted=bool(scan.unsafe))
+    return ep, bool(scan.unsafe)
 
 
 def _export_document(path: Path, size: int, ep: Any, *, trusted: bool) -> ModelDocument:

@@ -1,0 +1,85 @@
+"""The Compress step in the window: recipes make variants in the project folder, measured side by side."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.gui.main_window import MainWindow
+from workbench.resources import sample_dir, sample_model
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("WORKBENCH_OUTPUT_DIR", str(tmp_path / "out"))
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def _open(qtbot, window: MainWindow, path: Path):  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(window.document_loaded, timeout=60_000) as blocker:
+        window.open_path(str(path))
+    return blocker.args[0]
+
+
+def _run(qtbot, window: MainWindow, key: str, amount: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    page = window.compress_page
+    page.recipe.setCurrentIndex(page.recipe.findData(key))
+    if amount is not None:
+        page.amount.setValue(amount)
+    task = page.run_recipe()
+    assert task is not None
+    with qtbot.waitSignal(task.finished, timeout=240_000):
+        pass
+
+
+def test_static_int8_variant_is_measured_honestly(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    digest = hashlib.sha256(sample_model().read_bytes()).hexdigest()
+    _open(qtbot, window, sample_model())
+    page = window.compress_page
+    assert window.steps.isTabEnabled(2)
+    _run(qtbot, window, "static-int8")
+    comparison = page.comparison
+    assert comparison is not None and len(comparison.results) == 2
+    variant = comparison.results[1]
+    assert variant.path.parent == tmp_path / "out" / "digits_cnn"
+    data = np.load(sample_dir() / "digits_test.npz")
+    session = ort.InferenceSession(str(variant.path), providers=["CPUExecutionProvider"])
+    direct = float((session.run(None, {"image": data["x"]})[0].argmax(1) == data["y"]).mean())
+    assert variant.accuracy == pytest.approx(direct)  # the table shows what the file really does
+    assert page.table.rowCount() == 2
+    assert page.table.item(1, 1).text() == f"{direct:.1%}"
+    assert (tmp_path / "out" / "digits_cnn" / "comparison.png").exists()
+    assert not page.plot.pixmap().isNull()
+    assert hashlib.sha256(sample_model().read_bytes()).hexdigest() == digest  # the original is untouched
+    page.table.selectRow(1)
+    with qtbot.waitSignal(page.chosen_changed) as chosen:
+        page.choose_button.click()
+    assert chosen.args[0].path == variant.path
+    assert page.project is not None and page.project.chosen == chosen.args[0].name
+    assert "publish" in page.table.item(1, 0).text()
+
+
+def test_several_variants_side_by_side(qtbot, window: MainWindow) -> None:
+    _open(qtbot, window, sample_model())
+    _run(qtbot, window, "fp16")
+    _run(qtbot, window, "magnitude", 50)
+    comparison = window.compress_page.comparison
+    assert comparison is not None
+    assert [r.is_original for r in comparison.results] == [True, False, False]
+    assert window.compress_page.table.rowCount() == 3
+
+
+def test_non_model_documents_cannot_be_compressed(qtbot, window: MainWindow, corpus: Path) -> None:
+    _open(qtbot, window, corpus / "model.safetensors")
+    page = window.compress_page
+    assert page.project is None and not page.run_button.isEnabled()
+    assert "cannot be compressed" in page.intro.text()

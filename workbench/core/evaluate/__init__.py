@@ -1,0 +1,1 @@
+"""Evaluation: data sets, metrics, latency, and the side-by-side comparison of model variants."""
