@@ -7,7 +7,7 @@ background tasks; Matplotlib is imported only when a plot is made.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,17 @@ def plot_comparison(comparison: Comparison, out_png: Path) -> Path:
     latency_ax.set_title("Quality against latency")
     what = "random inputs" if comparison.synthetic else comparison.data_source
     fig.suptitle(f"{comparison.original.name} and {len(comparison.variants)} variant(s), on {what}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".tmp", dir=out_png.parent)
+    tmp = out_png.parent / f".{out_png.name}.{secrets.token_hex(4)}.tmp"  # made like any new file (umask applies)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with tmp.open("xb") as fh:
             fig.savefig(fh, format="png")
         os.replace(tmp, out_png)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FileProblem(f"The chart cannot be saved as {out_png} ({exc.strerror or exc}).",
+                          hint="Choose a folder you can write to.", path=out_png) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return out_png
 
