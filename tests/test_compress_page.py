@@ -83,3 +83,24 @@ def test_non_model_documents_cannot_be_compressed(qtbot, window: MainWindow, cor
     page = window.compress_page
     assert page.project is None and not page.run_button.isEnabled()
     assert "cannot be compressed" in page.intro.text()
+
+
+def test_cancel_leaves_no_half_variant(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    _open(qtbot, window, sample_model())
+    page = window.compress_page
+    page.recipe.setCurrentIndex(page.recipe.findData("static-int8"))
+    task = page.run_recipe()
+    assert task is not None
+    qtbot.waitUntil(lambda: task.last_progress is not None, timeout=30_000)
+    with qtbot.waitSignal(task.finished, timeout=60_000):
+        window.cancel_button.click()
+    assert window.statusBar().currentMessage() == "Cancelled."
+    assert page.project is not None
+    # cancelled while quantizing: nothing recorded; while measuring: the finished variant is kept, whole
+    recorded = {v.path for v in page.project.variants if v.kind != "original"}
+    out = tmp_path / "out" / "digits_cnn"
+    assert {p for p in out.rglob("*") if p.is_file() and p.name != "project.json"} == recorded
+    for path in recorded:
+        import onnx
+
+        onnx.checker.check_model(str(path))
