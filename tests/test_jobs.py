@@ -61,3 +61,18 @@ def test_check_raises_only_after_cancel() -> None:
     assert job.cancelled
     with pytest.raises(Cancelled):
         job.check()
+
+
+def test_sub_job_fills_its_slice_and_shares_cancellation() -> None:
+    from workbench.core.jobs import SubJob
+
+    seen: list[Progress] = []
+    parent = Job(seen.append, min_interval=0)
+    stage = SubJob(parent, 0.25, 0.75)
+    stage.progress(1, 2, "half")
+    stage.progress(2, 2, "done")
+    assert [round(p.done, 3) for p in seen] == [0.5, 0.75] and seen[0].total == 1.0
+    parent.cancel()
+    assert stage.cancelled
+    with pytest.raises(Cancelled):
+        stage.check()

@@ -83,3 +83,27 @@ class Job:
         for i, item in enumerate(items, 1):
             yield item
             self.progress(i, total, message)
+
+
+class SubJob(Job):
+    """One stage of a longer job: its own 0..total progress fills ``start``..``end`` (fractions) of the
+    parent's bar; cancelling the parent cancels it."""
+
+    def __init__(self, parent: Job, start: float, end: float) -> None:
+        super().__init__()
+        self.parent, self.start, self.end = parent, start, end
+
+    @property
+    def cancelled(self) -> bool:
+        return self.parent.cancelled
+
+    def cancel(self) -> None:
+        self.parent.cancel()
+
+    def check(self) -> None:
+        self.parent.check()
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        fraction = min(1.0, done / total) if total else 0.0
+        value = self.end if fraction >= 1.0 else self.start + (self.end - self.start) * fraction
+        self.parent.progress(value, 1.0, message)

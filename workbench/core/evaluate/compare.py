@@ -23,7 +23,7 @@ from typing import Any
 
 from ..document import ModelDocument
 from ..errors import FileProblem, MissingDependency, WorkbenchError
-from ..jobs import Job
+from ..jobs import Job, SubJob
 from ..text import format_bytes
 from . import metrics
 from .datasets import EvalData, fit_inputs, onnx_document
@@ -154,15 +154,15 @@ def compare(original: Path, variants: list[Path], data: EvalData, *, job: Job | 
     n = len(paths)  # overall progress: opening each model, compressing, running each model, timing
     opened = [0.02 * i / n for i in range(n + 1)]
     ran = [0.1 + (0.9 - latency_share) * i / n for i in range(n + 1)]
-    docs = [onnx_document(p, job=_Stage(job, opened[i], opened[i + 1])) for i, p in enumerate(paths)]
+    docs = [onnx_document(p, job=SubJob(job, opened[i], opened[i + 1])) for i, p in enumerate(paths)]
     fitted = [fit_inputs(data, doc) for doc in docs]  # fails early, naming the model, if the data does not fit
     notes = list(data.notes) + [n for _, model_notes in fitted for n in model_notes]
-    gzip_sizes = gzip_sizes_of(docs, _Stage(job, 0.02, 0.1))
+    gzip_sizes = gzip_sizes_of(docs, SubJob(job, 0.02, 0.1))
     options = session_options(threads)
     sessions = [open_session(doc, options) for doc in docs]
     outputs = []
     for i, (doc, session, (arrays, _)) in enumerate(zip(docs, sessions, fitted)):
-        stage = _Stage(job, ran[i], ran[i + 1])
+        stage = SubJob(job, ran[i], ran[i + 1])
         outputs.append(run_batches(session, doc, arrays, batch_size=batch_size, job=stage))
     kind = decide_task(task, docs[0], outputs[0], labelled=data.labels is not None)
     if data.labels is not None and kind == "embedding":
@@ -179,7 +179,7 @@ def compare(original: Path, variants: list[Path], data: EvalData, *, job: Job | 
         batch = len(next(iter(feeds[0].values())))
         calls = [_caller(s, f) for s, f in zip(sessions, feeds)]
         latencies = list(measure_alternating(calls, runs=latency_runs, warmup=WARMUP_RUNS,
-                                             job=_Stage(job, ran[-1], 1.0)))
+                                             job=SubJob(job, ran[-1], 1.0)))
     labels = data.labels if kind == "classification" else None
     names = _unique_names(paths)
     results = []
@@ -467,19 +467,3 @@ def _onnxruntime() -> Any:
         raise MissingDependency("Comparing models needs ONNX Runtime, which is not installed.",
                                 hint="Install it with `pip install onnxruntime`.") from None
     return onnxruntime
-
-
-class _Stage(Job):
-    """One stage of a longer job: maps its own 0..total progress onto ``start``..``end`` of the parent's 0..1."""
-
-    def __init__(self, parent: Job, start: float, end: float) -> None:
-        super().__init__()
-        self._parent, self._start, self._end = parent, start, end
-
-    def check(self) -> None:
-        self._parent.check()
-
-    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
-        fraction = min(1.0, done / total) if total else 0.0
-        value = self._end if fraction >= 1.0 else self._start + (self._end - self._start) * fraction
-        self._parent.progress(value, 1.0, message)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkbenchError
 from ..evaluate.datasets import EvalData
-from ..jobs import Job
+from ..jobs import Job, SubJob
 from .quantize import (
     InputSpec,
     Prepared,
@@ -108,7 +108,7 @@ def quantize_within(model_path: Path, out_path: Path, *, max_drop: float, data: 
     size_before = check_paths(model_path, out_path, job)
     with work_folder(out_path) as work:
         prep = prepare(model_path, work, method=method, calibration=calibration or data, per_channel=True,
-                       allow_random_calibration=False, size_before=size_before, job=_Slice(job, 0, 10))
+                       allow_random_calibration=False, size_before=size_before, job=SubJob(job, 0.0, 0.1))
         excluded = resolve_exclusions(prep, exclude_nodes)
         inputs = _inputs(prep.path)
         feeds = feeds_for(inputs, data, model_path.name)
@@ -120,7 +120,7 @@ def quantize_within(model_path: Path, out_path: Path, *, max_drop: float, data: 
         newly: list[str] = []
         stop_reason = ""
         for number in range(1, max_rounds + 1):
-            span = _Slice(job, 10 + 90 * (number - 1) / max_rounds, 10 + 90 * number / max_rounds)
+            span = SubJob(job, 0.1 + 0.9 * (number - 1) / max_rounds, 0.1 + 0.9 * number / max_rounds)
             variant = work / f"round{number}" / out_path.name
             messages = run_quantizer(prep, variant, excluded, job=span)
             result = describe(prep, variant, excluded, size_before, messages, job=span)
@@ -196,21 +196,6 @@ def rank_nodes(prep: Prepared, variant: Path, names: Sequence[str], inputs: Sequ
 
 
 # --- private helpers --------------------------------------------------------------------------------
-
-
-class _Slice(Job):
-    """A sub-task's progress shown as a slice of the parent's bar; cancelling the parent cancels it."""
-
-    def __init__(self, parent: Job, start: float, end: float) -> None:
-        super().__init__()
-        self.parent, self.start, self.end = parent, start, end
-
-    def check(self) -> None:
-        self.parent.check()
-
-    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
-        fraction = min(1.0, done / total) if total else 0.0
-        self.parent.progress(self.start + (self.end - self.start) * fraction, 100, message)
 
 
 def _inputs(path: Path) -> list[InputSpec]:
