@@ -39,7 +39,10 @@ from onnxruntime.quantization import (
 )
 
 from workbench.core.evaluate.datasets import EvalData, sample_data
-from workbench.core.optimize.quantize import CALIBRATION_SAMPLES, count_quantized, ort_logs, quantize
+from workbench.core.optimize.calibration import CALIBRATION_SAMPLES
+from workbench.core.optimize.graph_ops import count_quantized
+from workbench.core.optimize.quantize import quantize
+from workbench.core.ortutil import ort_logs
 from workbench.resources import sample_model
 
 

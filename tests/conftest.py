@@ -17,6 +17,12 @@ CORPUS_SCRIPT = ROOT / "tests" / "corpus" / "make_corpus.py"
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    try:  # tqdm (pulled in by torch.fx, twine, huggingface_hub) otherwise starts a monitor thread per run
+        import tqdm
+
+        tqdm.tqdm.monitor_interval = 0
+    except ImportError:
+        pass
     os.environ.setdefault("QT_LOGGING_RULES", "qt.webenginecontext.debug=false")
     try:
         from workbench.gui.qt import prepare_web_engine_environment

@@ -19,7 +19,9 @@ from workbench.core.errors import Cancelled, FileProblem, WorkbenchError
 from workbench.core.evaluate.datasets import EvalData, sample_data
 from workbench.core.jobs import Job
 from workbench.core.optimize.accuracy_aware import quantize_within
-from workbench.core.optimize.quantize import RANDOM_CALIBRATION_WARNING, quantize
+from workbench.core.optimize.calibration import RANDOM_CALIBRATION_WARNING
+from workbench.core.optimize.graph_ops import gemm_to_matmul
+from workbench.core.optimize.quantize import quantize
 
 SAMPLE = ROOT / "resources" / "sample" / "digits_cnn.onnx"
 RNG = np.random.default_rng(0)
@@ -173,7 +175,7 @@ def test_int4_rewrites_gemm_and_stays_close(tmp_path: Path) -> None:
 def test_gemm_rewrite_is_exact(tmp_path: Path) -> None:
     src = mlp(tmp_path / "mlp.onnx")
     model = onnx.load(str(src))
-    assert qmod._gemm_to_matmul(model.graph) == 1
+    assert gemm_to_matmul(model.graph) == 1
     onnx.save(model, str(tmp_path / "rewritten.onnx"))
     assert ops(tmp_path / "rewritten.onnx") == {"MatMul": 2, "Relu": 1, "Add": 1}
     x = RNG.standard_normal((4, 64)).astype(np.float32)

@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "prune": "prune",
     "quantize": "quantize",
     "compare": "compare",
+    "license": "license",
+    "card": "card",
 }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .fsutil import atomic_write_text
 
 PROJECT_FILE = "project.json"
 
@@ -101,17 +102,3 @@ class Project:
         variants = [Variant(v["name"], Path(v["path"]), v["kind"], v.get("settings", {}), v.get("result", {}))
                     for v in data["variants"]]
         return cls(Path(data["source"]), path.parent, variants, data.get("chosen"))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

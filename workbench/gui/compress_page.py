@@ -24,6 +24,7 @@ class CompressPage(QtWidgets.QWidget):
     """Runs recipes through the window's task runner; owns the project of the current document."""
 
     chosen_changed = Signal(object)  # the Variant chosen for publishing, or None
+    measured = Signal(object)  # a new Comparison of the original and its variants
 
     def __init__(self, start_task: Any, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -272,6 +273,7 @@ class CompressPage(QtWidgets.QWidget):
                                                   Qt.AspectRatioMode.KeepAspectRatio,
                                                   Qt.TransformationMode.SmoothTransformation))
         self.warnings.setText("".join(f"⚠ {w}<br>" for w in comparison.warnings))
+        self.measured.emit(comparison)
 
     # -- the table --------------------------------------------------------------------------------
     def _fill_table(self) -> None:

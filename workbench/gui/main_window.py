@@ -10,6 +10,7 @@ from ..core.errors import DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..core.jobs import Job, Progress
 from .compress_page import CompressPage
 from .dialogs import show_error
+from .license_page import LicensePage
 from .graph_view import GraphView
 from .qt import Qt, QtCore, QtGui, QtWidgets, Signal
 from .summary import SummaryPanel
@@ -102,9 +103,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.steps.addTab(self.splitter, f"2  {STEPS[1]}")
         self.compress_page = CompressPage(self._start)
         self.steps.addTab(self.compress_page, f"3  {STEPS[2]}")
-        later = {"License & card": "Choose a license and write the model card.",
-                 "Publish": "Publish to PyPI, a container registry or the Hugging Face Hub."}
-        for i, (step, what) in enumerate(later.items(), start=4):
+        self.license_page = LicensePage(self._start)
+        self.steps.addTab(self.license_page, f"4  {STEPS[3].replace('&', '&&')}")
+        self.compress_page.chosen_changed.connect(self.license_page.set_variant)
+        self.compress_page.measured.connect(self.license_page.set_comparison)
+        later = {"Publish": "Publish to PyPI, a container registry or the Hugging Face Hub."}
+        for i, (step, what) in enumerate(later.items(), start=5):
             index = self.steps.addTab(LaterStepPage(step, what), f"{i}  {step.replace('&', '&&')}")
             self.steps.setTabEnabled(index, False)
         self.setCentralWidget(self.steps)
@@ -223,6 +227,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tensors.set_document(doc)
         self.graph.show_document(doc)
         self.compress_page.set_document(doc)
+        self.license_page.set_document(doc)
+        project = self.compress_page.project
+        if project is not None and project.chosen:
+            self.license_page.set_variant(project.get(project.chosen))
         self.add_recent(str(doc.path))
         self.setWindowTitle(f"{doc.path.name} — Model Workbench")
         self.steps.setCurrentIndex(1)
@@ -257,6 +265,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.summary.show_view_only(path.name, path.stat().st_size, reason)
         self.tensors.set_document(None)
         self.compress_page.set_document(None)
+        self.license_page.set_document(None)
         self.graph.show_file(path)
         self.add_recent(str(path))
         self.setWindowTitle(f"{path.name} (view only) — Model Workbench")

@@ -17,21 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkbenchError
 from ..evaluate.datasets import EvalData
+from ..fsutil import work_folder
 from ..jobs import Job, SubJob
+from ..ortutil import cpu_session
+from .calibration import InputSpec, batches, feeds_for, model_inputs
 from .quantize import (
-    InputSpec,
     Prepared,
     QuantizeResult,
-    batches,
     check_paths,
     describe,
-    feeds_for,
-    model_inputs,
     prepare,
     publish,
     resolve_exclusions,
     run_quantizer,
-    work_folder,
 )
 
 if TYPE_CHECKING:
@@ -204,20 +202,11 @@ def _inputs(path: Path) -> list[InputSpec]:
     return model_inputs(onnx.load(str(path), load_external_data=False))
 
 
-def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                providers=["CPUExecutionProvider"])
-
-
 def _predict(path: Path, inputs: Sequence[InputSpec], feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Top-1 class per sample (argmax over the last axis of the first output)."""
     import numpy as np
 
-    session = _session(path)
+    session = cpu_session(path)
     first = session.get_outputs()[0].name
     outputs = [session.run([first], batch)[0] for batch in batches(inputs, feeds, BATCH)]
     scores = np.concatenate([o if o.ndim else o.reshape(1) for o in outputs])
@@ -289,9 +278,9 @@ def _collect(path: Path, names: Sequence[str], inputs: Sequence[InputSpec], feed
         augmented = prep.work_dir / f"ranking-{tag}" / path.name
         augmented.parent.mkdir(exist_ok=True)
         onnx.save(model, str(augmented), save_as_external_data=True, location=f"{augmented.name}.data")
-        session = _session(augmented)
+        session = cpu_session(augmented)
     else:
-        session = _session(model.SerializeToString())
+        session = cpu_session(model.SerializeToString())
     values: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
     for batch in batches(inputs, feeds, BATCH):
         for n, v in zip(wanted, session.run(wanted, batch) if wanted else []):

@@ -9,28 +9,20 @@ but its accuracy drops until it is fine-tuned, which this does not do.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependency, UnsupportedFormat, WorkbenchError
-from ..export import (
-    ExportResult,
-    StagedOutput,
-    export_model,
-    first_line,
-    load_pytorch_model,
-    sample_inputs,
-    with_module,
-)
+from ..export import SINGLE_FILE_LIMIT, ExportResult, export_model
+from ..export_check import first_line, sample_inputs
+from ..export_load import load_pytorch_model, with_module
+from ..fsutil import StagedOutput, check_output, gzip_size, total_size
 from ..jobs import Job
 
 # Operators whose initializer inputs (by position) are weights worth pruning; biases are never listed.
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (0, 1), "MatMul": (0, 1)}
 MIN_WEIGHT_ELEMENTS = 256  # smaller tensors (first layers, shape constants) are left alone
-SINGLE_FILE_LIMIT = 2_000_000_000
-GZIP_LEVEL = 6
 
 
 @dataclass
@@ -86,9 +78,7 @@ def prune_onnx_magnitude(model_path: Path, out_path: Path, *, sparsity: float, j
         raise UnsupportedFormat(f"{model_path.name} is {doc.format_label}, not ONNX; magnitude pruning works on "
                                 f"ONNX files.", hint="Export it to ONNX first (workbench export), or prune whole "
                                 "channels of the PyTorch model with --channels.", path=model_path)
-    if _same_file(model_path, out_path):
-        raise WorkbenchError(f"The output {out_path.name} is the input file itself; input files are never changed.",
-                             hint="Choose another output name.", path=out_path)
+    check_output(model_path, out_path)
     job.progress(0, 4, f"Reading {model_path.name}")
     model = onnx.load(str(model_path))
     inits = {t.name: t for t in model.graph.initializer}
@@ -144,8 +134,8 @@ def prune_onnx_magnitude(model_path: Path, out_path: Path, *, sparsity: float, j
     return PruneResult(
         source=model_path, path=output.files[0], files=output.files, method="magnitude", requested=sparsity,
         achieved=zeros / weight_count, parameters_before=total, parameters_after=total,
-        nonzero_before=nonzero_before, nonzero_after=nonzero_after, size_before=_size(before),
-        size_after=_size(output.files), gzip_before=gz_before, gzip_after=gz_after, pruned_tensors=names,
+        nonzero_before=nonzero_before, nonzero_after=nonzero_after, size_before=total_size(before),
+        size_after=total_size(output.files), gzip_before=gz_before, gzip_after=gz_after, pruned_tensors=names,
         notes=notes)
 
 
@@ -207,9 +197,7 @@ def prune_structured(source: Path, out_path: Path, *, ratio: float, model_class:
     except ImportError:
         raise MissingDependency("Channel pruning needs Torch-Pruning, which is not installed.",
                                 hint="Install it with: pip install torch-pruning") from None
-    if _same_file(source, out_path):
-        raise WorkbenchError(f"The output {out_path.name} is the input file itself; input files are never changed.",
-                             hint="Choose another output name.", path=out_path)
+    check_output(source, out_path)
     job.progress(0, 3, f"Loading {source.name}")
     model = load_pytorch_model(source, model_class=model_class, input_shape=input_shape, trust=trust, job=job)
     module = model.module
@@ -257,7 +245,7 @@ def prune_structured(source: Path, out_path: Path, *, ratio: float, model_class:
     return PruneResult(
         source=source, path=result.path, files=result.files, method="channels", requested=ratio,
         achieved=removed / prunable, parameters_before=params_before, parameters_after=params_after,
-        nonzero_before=nonzero_before, nonzero_after=nonzero_after, size_before=_size(before),
+        nonzero_before=nonzero_before, nonzero_after=nonzero_after, size_before=total_size(before),
         size_after=result.size_bytes, gzip_before=gzip_size(before, job), gzip_after=gzip_size(result.files, job),
         pruned_tensors=changed, notes=notes + result.notes, export=result)
 
@@ -273,28 +261,7 @@ def _parameters(module: Any) -> int:
 # -- shared -------------------------------------------------------------------------------------
 
 
-def gzip_size(paths: list[Path], job: Job | None = None) -> int:
-    """Bytes the files take once gzip-compressed together (deflate level 6)."""
-    job = job or Job()
-    gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    size = 0
-    for path in paths:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                size += len(gz.compress(chunk))
-                job.check()
-    return size + len(gz.flush())
-
-
 def _check_fraction(value: float, what: str) -> None:
     if not 0 < value < 1:
         raise WorkbenchError(f"The {what} {value} is not between 0 and 1.",
                              hint="Give a fraction such as 0.5 (half).")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
-
-
-def _size(paths: list[Path]) -> int:
-    return sum(p.stat().st_size for p in paths)
