@@ -76,3 +76,16 @@ def _numel(shape: list[int]) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def test_closed_pipe_is_not_an_error() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "inspect", str(SAMPLE), "--all-tensors"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Unexpected" not in err

@@ -50,6 +50,10 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("Cancelled.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `workbench license list | head`: the reader stopped; that is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except BaseException as exc:  # noqa: BLE001 - the one place errors become messages
         if isinstance(exc, SystemExit):
             raise
