@@ -14,6 +14,9 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "license": "license",
     "card": "card",
+    "credentials": "credentials",
+    "package": "package",
+    "publish": "publish",
 }
 
 

@@ -29,7 +29,7 @@ from ..core.license import (
 )
 from ..core.project import Project, Variant
 from .dialogs import show_error
-from .qt import Qt, QtWidgets
+from .qt import Signal, Qt, QtWidgets
 from .tasks import Task
 
 ANSWER_CHOICES = (("No preference", None), ("Yes", True), ("No", False))
@@ -37,6 +37,8 @@ ANSWER_CHOICES = (("No preference", None), ("Yes", True), ("No", False))
 
 class LicensePage(QtWidgets.QWidget):
     """The "License & card" step. Give it the document, the chosen variant and the comparison as they change."""
+
+    saved = Signal(object, str)  # the LicenseDecision and the card's Markdown, once saved to the project
 
     def __init__(self, start_task: Any, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -390,6 +392,7 @@ class LicensePage(QtWidgets.QWidget):
             show_error(self, exc, "", doing="saving the model card")
             return None
         self.status.setText(f"Saved to {path} (license in {path.parent / DECISION_FILE}).")
+        self.saved.emit(decision, self.card_text)
         return path
 
 

@@ -11,6 +11,7 @@ from ..core.jobs import Job, Progress
 from .compress_page import CompressPage
 from .dialogs import show_error
 from .license_page import LicensePage
+from .publish_page import PublishPage
 from .graph_view import GraphView
 from .qt import Qt, QtCore, QtGui, QtWidgets, Signal
 from .summary import SummaryPanel
@@ -65,14 +66,6 @@ class OpenPage(QtWidgets.QWidget):
             self.recent.addItem(item)
 
 
-class LaterStepPage(QtWidgets.QLabel):
-    def __init__(self, step: str, what: str) -> None:
-        super().__init__(f"<h2>{step}</h2><p>{what}</p><p>This step is not available in this version yet.</p>")
-        self.setWordWrap(True)
-        self.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.setMargin(16)
-
-
 class MainWindow(QtWidgets.QMainWindow):
     document_loaded = Signal(object)  # ModelDocument, or None for a view-only file
     graph_settled = Signal()  # the graph tab has rendered, or said why it cannot
@@ -107,10 +100,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.steps.addTab(self.license_page, f"4  {STEPS[3].replace('&', '&&')}")
         self.compress_page.chosen_changed.connect(self.license_page.set_variant)
         self.compress_page.measured.connect(self.license_page.set_comparison)
-        later = {"Publish": "Publish to PyPI, a container registry or the Hugging Face Hub."}
-        for i, (step, what) in enumerate(later.items(), start=5):
-            index = self.steps.addTab(LaterStepPage(step, what), f"{i}  {step.replace('&', '&&')}")
-            self.steps.setTabEnabled(index, False)
+        self.publish_page = PublishPage(self._start)
+        self.steps.addTab(self.publish_page, f"5  {STEPS[4]}")
+        self.compress_page.chosen_changed.connect(self.publish_page.set_variant)
+        self.license_page.saved.connect(self._license_saved)
         self.setCentralWidget(self.steps)
 
         self._build_status_bar()
@@ -228,9 +221,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.graph.show_document(doc)
         self.compress_page.set_document(doc)
         self.license_page.set_document(doc)
+        self.publish_page.set_document(doc)
         project = self.compress_page.project
         if project is not None and project.chosen:
             self.license_page.set_variant(project.get(project.chosen))
+            self.publish_page.set_variant(project.get(project.chosen))
         self.add_recent(str(doc.path))
         self.setWindowTitle(f"{doc.path.name} — Model Workbench")
         self.steps.setCurrentIndex(1)
@@ -266,12 +261,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tensors.set_document(None)
         self.compress_page.set_document(None)
         self.license_page.set_document(None)
+        self.publish_page.set_document(None)
         self.graph.show_file(path)
         self.add_recent(str(path))
         self.setWindowTitle(f"{path.name} (view only) — Model Workbench")
         self.steps.setCurrentIndex(1)
         self.details.setCurrentWidget(self.graph)
         self.document_loaded.emit(None)
+
+    def _license_saved(self, decision: Any, card_markdown: str) -> None:
+        """One license decision applied to the package: its SPDX expression, LICENSE file and README."""
+        from ..core.license import license_file_text, wheel_license_fields
+
+        expression, names = wheel_license_fields(decision)
+        text = license_file_text(decision)
+        self.publish_page.set_license(expression, {name: text for name in names})
+        self.publish_page.set_card(card_markdown)
 
     # -- background work ----------------------------------------------------------------------
     def _start(self, task: Task) -> Task:
