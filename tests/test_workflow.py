@@ -60,3 +60,20 @@ def test_open_compress_license_and_build_the_wheel(qtbot, window: MainWindow, tm
     assert "License-Expression: MIT" in metadata and "Ada Lovelace" in license_text
     assert "Teaching and demos." in metadata  # the card is the package's description
     assert any(n.endswith("model/model.onnx") for n in names)
+
+
+def test_an_unfinished_card_is_not_published(qtbot, window: MainWindow) -> None:
+    from workbench.gui.dialogs import ErrorDialog
+    from workbench.gui.qt import QtWidgets
+
+    with qtbot.waitSignal(window.document_loaded, timeout=60_000):
+        window.open_path(str(sample_model()))
+    page = window.license_page
+    page.select_license("Apache-2.0")
+    with qtbot.waitSignal(page.saved, timeout=10_000):
+        page.save()  # a draft: description, intended use and limitations still to write
+    publish = window.publish_page
+    assert publish.publish() is None  # refused before anything is built or sent
+    dialogs = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, ErrorDialog) and w.isVisible()]
+    assert dialogs and "still has 3 part(s) to write" in dialogs[-1].message_label.text()
+    assert window.current_task is None

@@ -288,7 +288,15 @@ class PublishPage(QtWidgets.QWidget):
         return self._plan_then(self._start_build)
 
     def publish(self) -> Task | None:
-        """Build the wheel and upload it to the chosen index."""
+        """Build the wheel and upload it to the chosen index (not with an unfinished model card)."""
+        if self.card:
+            from ..core.card import check_publishable
+
+            try:
+                check_publishable(self.card)
+            except WorkbenchError as exc:
+                self._failed(exc, "", "checking the model card")
+                return None
         return self._plan_then(self._start_publish)
 
     def _plan_then(self, then: Any) -> Task | None:
