@@ -30,3 +30,12 @@ def terminal_job() -> Job:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def report(args: Any, data: Any, text: str) -> int:
+    """Print a command's result: ``data`` as JSON with ``--json``, else ``text`` for people. Returns 0."""
+    if getattr(args, "json", False):
+        print_json(data)
+    else:
+        print(text)
+    return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core.export import ExportResult
 from ..core.text import format_bytes, format_shape
-from .common import print_json, terminal_job
+from .common import report, terminal_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
     result = export_to_onnx(args.file, args.output, opset=args.opset, dynamic_batch=not args.no_dynamic_batch,
                             model_class=args.model_class, input_shape=args.input_shape, trust=args.trust,
                             tolerance=args.tolerance, job=terminal_job())
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        print(render_export(result))
-    return 0
+    return report(args, result.to_dict(), render_export(result))
 
 
 def render_export(r: ExportResult) -> str:

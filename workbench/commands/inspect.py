@@ -6,7 +6,7 @@ import argparse
 
 from ..core.document import ModelDocument
 from ..core.text import format_bytes, format_count, format_shape
-from .common import print_json, terminal_job
+from .common import report, terminal_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,11 +32,7 @@ def run(args: argparse.Namespace) -> int:
     doc = open_model(path, trust=args.trust, job=job)
     if args.sparsity:
         doc.compute_sparsity(job)
-    if args.json:
-        print_json(doc.to_dict())
-    else:
-        print(render_summary(doc, all_tensors=args.all_tensors))
-    return 0
+    return report(args, doc.to_dict(), render_summary(doc, all_tensors=args.all_tensors))
 
 
 def render_summary(doc: ModelDocument, *, all_tensors: bool = False) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.text import format_bytes
-from .common import print_json, terminal_job
+from .common import report, terminal_job
 
 if TYPE_CHECKING:
     from ..core.jobs import Job
@@ -79,11 +79,7 @@ def run_pypi(args: argparse.Namespace) -> int:
 
     job = terminal_job()
     result = build_wheel(plan_from_args(args.model, args, job), args.output, job=job)
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        print(render_wheel(result))
-    return 0
+    return report(args, result.to_dict(), render_wheel(result))
 
 
 def render_wheel(r: WheelResult) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core.optimize.prune import PruneResult
 from ..core.text import format_bytes
-from .common import print_json, terminal_job
+from .common import report, terminal_job
 from .export import add_model_arguments
 
 
@@ -59,11 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                  path=args.file)
         result = prune_structured(args.file, args.output, ratio=args.channels, model_class=args.model_class,
                                   input_shape=args.input_shape, trust=args.trust, opset=args.opset, job=job)
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        print(render_prune(result))
-    return 0
+    return report(args, result.to_dict(), render_prune(result))
 
 
 def render_prune(r: PruneResult) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.text import format_bytes
-from .common import print_json, terminal_job
+from .common import print_json, report, terminal_job
 from .package import add_wheel_arguments, plan_from_args
 
 if TYPE_CHECKING:
@@ -68,11 +68,7 @@ def run_pypi(args: argparse.Namespace) -> int:
             plan = plan_from_args(args.file, args, job)
             result = build_and_publish(plan, args.output or default_output_dir(args.file) / "dist",
                                        repository_url=args.repository_url, username=args.username, job=job)[1]
-    if args.json:
-        print_json(result.to_dict())
-    else:
-        print(render_published(result))
-    return 0
+    return report(args, result.to_dict(), render_published(result))
 
 
 def render_published(r: PublishResult) -> str:

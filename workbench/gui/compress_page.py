@@ -13,7 +13,7 @@ from ..core.optimize.recipes import RECIPES, Recipe
 from ..core.project import Project, Variant
 from ..core.text import format_bytes
 from .dialogs import show_error
-from .qt import QtGui, QtWidgets, Qt, Signal
+from .qt import Qt, QtGui, QtWidgets, Signal
 from .tasks import Task
 
 COLUMNS = ("Variant", "Accuracy", "Change", "Size", "Compressed", "Latency (median / p90)")

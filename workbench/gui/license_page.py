@@ -29,7 +29,7 @@ from ..core.license import (
 )
 from ..core.project import Project, Variant
 from .dialogs import show_error
-from .qt import Signal, Qt, QtWidgets
+from .qt import Qt, QtWidgets, Signal
 from .tasks import Task
 
 ANSWER_CHOICES = (("No preference", None), ("Yes", True), ("No", False))

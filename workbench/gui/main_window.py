@@ -10,9 +10,9 @@ from ..core.errors import DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..core.jobs import Job, Progress
 from .compress_page import CompressPage
 from .dialogs import show_error
+from .graph_view import GraphView
 from .license_page import LicensePage
 from .publish_page import PublishPage
-from .graph_view import GraphView
 from .qt import Qt, QtCore, QtGui, QtWidgets, Signal
 from .summary import SummaryPanel
 from .tasks import Task
