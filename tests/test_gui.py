@@ -192,3 +192,17 @@ def test_screenshot_command(tmp_path: Path) -> None:
     assert image.width() >= 800 and image.height() >= 500
     colours = {image.pixel(x, y) for x in range(0, image.width(), 17) for y in range(0, image.height(), 17)}
     assert len(colours) > 20, "the screenshot looks blank"
+
+
+def test_ctrl_f_searches_tensors_or_graph(qtbot, window: MainWindow) -> None:
+    from PySide6.QtTest import QTest
+
+    _open(qtbot, window, sample_model())
+    window.details.setCurrentWidget(window.tensors)
+    window.activateWindow()
+    QTest.keySequence(window, QtGui.QKeySequence("Ctrl+F"))
+    qtbot.waitUntil(lambda: window.tensors.filter.hasFocus(), timeout=5_000)
+    window.details.setCurrentWidget(window.graph)
+    QTest.keySequence(window, QtGui.QKeySequence("Ctrl+F"))
+    qtbot.waitUntil(lambda: not window.tensors.filter.hasFocus(), timeout=5_000)
+    assert window.details.currentWidget() is window.graph
