@@ -102,10 +102,13 @@ def test_cancelling_a_slow_open_keeps_the_previous_model(qtbot, window: MainWind
 
     real_open = formats.open_model
 
+    steps: list[int] = []
+
     def slow_open(path, trust=False, job: Job | None = None):  # type: ignore[no-untyped-def]
         assert job is not None
         for i in range(2000):  # about 20 s unless cancelled
             job.progress(i, 2000, "Reading slowly")
+            steps.append(i)
             time.sleep(0.01)
         return real_open(path, trust=trust, job=job)
 
@@ -113,10 +116,9 @@ def test_cancelling_a_slow_open_keeps_the_previous_model(qtbot, window: MainWind
     task = window.open_path(str(sample_dir() / "digits_cnn.pt"))
     qtbot.waitUntil(lambda: task.last_progress is not None, timeout=10_000)
     assert window.cancel_button.isVisible()
-    started = time.monotonic()
-    with qtbot.waitSignal(task.finished, timeout=10_000):
+    with qtbot.waitSignal(task.finished, timeout=15_000):
         window.cancel_button.click()
-    assert time.monotonic() - started < 5
+    assert len(steps) < 2000  # it stopped at the cancel, not at the end
     assert window.document is first  # nothing half-loaded replaced it
     assert not window.cancel_button.isVisible()
     assert window.statusBar().currentMessage() == "Cancelled."
