@@ -26,33 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from shared import build_mlp
 
 from workbench.core.evaluate.compare import open_session, predict, run_batches, session_options
 from workbench.core.evaluate.datasets import EvalData, onnx_document, sample_data
 from workbench.core.jobs import Job
 from workbench.resources import sample_model
-
-
-def build_mlp(path: Path, width: int, layers: int, classes: int = 1000) -> Path:
-    """[batch, width] -> ``layers`` x (MatMul + Relu) -> MatMul -> [batch, classes], random float32 weights."""
-    rng = np.random.default_rng(0)
-    nodes, inits, current = [], [], "x"
-    for i in range(layers):
-        inits.append(numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
-                                             f"w{i}"))
-        nodes += [helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"]),
-                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"])]
-        current = f"r{i}"
-    inits.append(numpy_helper.from_array(rng.standard_normal((width, classes)).astype(np.float32), "head"))
-    nodes.append(helper.make_node("MatMul", [current, "head"], ["logits"]))
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-                              initializer=inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 def bare_loop(session: ort.InferenceSession, x: np.ndarray, batch: int) -> np.ndarray:

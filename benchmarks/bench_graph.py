@@ -36,8 +36,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 logging.basicConfig(level=logging.WARNING)  # also keeps netron.serve from printing its own log lines
 
 import netron
-import onnx
-from onnx import TensorProto, helper
+from shared import chain_model
 
 from workbench.core.formats import open_model
 from workbench.gui.qt import QtCore, QtWidgets, prepare_web_engine_environment, web_engine
@@ -65,20 +64,6 @@ class Result:
         if not self.ours_s or not self.netron_s:
             return None
         return statistics.median(self.ours_s) / statistics.median(self.netron_s)
-
-
-def chain_model(path: Path, nodes: int) -> Path:
-    """An ONNX chain of ``nodes`` Add/Relu nodes."""
-    graph_nodes, prev = [], "x"
-    for i in range(nodes // 2):
-        graph_nodes.append(helper.make_node("Add", [prev, "one"], [f"a{i}"], name=f"/block{i // 100}/add{i}"))
-        graph_nodes.append(helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"/block{i // 100}/relu{i}"))
-        prev = f"r{i}"
-    graph = helper.make_graph(graph_nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 class StallMeter:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from shared import measured
 
 RUNS = 3  # per task, alternating ours/raw; the median is reported
 STARTUP_RUNS = 10
@@ -42,30 +43,17 @@ EMBEDDED_MAX_MB = 1536  # a single .onnx file must stay under protobuf's 2 GB li
 HEAVY_MODULES = ("torch", "onnxruntime", "onnx", "PySide6", "numpy")
 DATA_FILE = "model.onnx.data"
 
-# Each task runs as `python -c SNIPPET MODEL_PATH` and prints its own timing and peak RSS as JSON.
-# Peak RSS is VmHWM, the high-water mark of the process's own memory map. ru_maxrss is not usable here: Linux
-# carries the spawning process's peak over into the child's ru_maxrss at exec, so every task would report at
-# least this script's peak (over 1 GB after building the models).
-_SNIPPET = """\
-import json, sys, time
-{setup}
-start = time.perf_counter()
-{work}
-seconds = time.perf_counter() - start
-with open("/proc/self/status") as status:
-    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-print(json.dumps({{"seconds": seconds, "peak_rss_kb": peak_kb}}))
-"""
-OURS = _SNIPPET.format(
+# Each task runs as `python -c SNIPPET MODEL_PATH` and prints its own timing and peak memory (shared.measured).
+OURS = measured(
     setup="import contextlib, os\nfrom workbench.cli import main",
     work=('with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):\n'
           '    status = main(["inspect", sys.argv[1], "--json"])\n'
           'if status:\n'
           '    sys.exit(status)'),
 )
-RAW_FULL = _SNIPPET.format(setup="import onnx", work="model = onnx.load(sys.argv[1])")
-RAW_STRUCTURE = _SNIPPET.format(setup="import onnx", work="model = onnx.load(sys.argv[1], load_external_data=False)")
-IMPORT_ONNX = _SNIPPET.format(setup="", work="import onnx")  # the floor under both columns
+RAW_FULL = measured(setup="import onnx", work="model = onnx.load(sys.argv[1])")
+RAW_STRUCTURE = measured(setup="import onnx", work="model = onnx.load(sys.argv[1], load_external_data=False)")
+IMPORT_ONNX = measured(setup="", work="import onnx")  # the floor under both columns
 HEAVY_CHECK = (f"import json, sys, workbench.core, workbench.cli; "
                f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))")
 
@@ -203,7 +191,7 @@ def run_python(*args: str) -> tuple[str, float]:
 def measure(snippet: str, *args: str) -> Measurement:
     stdout, process_seconds = run_python("-c", snippet, *args)
     result = json.loads(stdout.strip().splitlines()[-1])
-    return Measurement(result["seconds"], result["peak_rss_kb"] / 1024, process_seconds)
+    return Measurement(result["seconds"], result["peak_kb"] / 1024, process_seconds)
 
 
 def median(runs: list[Measurement]) -> Measurement:

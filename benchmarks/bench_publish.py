@@ -40,33 +40,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the pypiserver helper the tests use
+from shared import ROOT, measured
 
 WIDTH = 2048  # each weight matrix is WIDTH x WIDTH float32 = 16.8 MB
 DATA_FILE = "model.onnx.data"
 
-_SNIPPET = """\
-import json, os, sys, time
-{setup}
-start = time.perf_counter()
-{work}
-seconds = time.perf_counter() - start
-with open("/proc/self/status") as status:
-    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-print(json.dumps({{"seconds": seconds, "peak_kb": peak_kb}}))
-"""
-BUILD = _SNIPPET.format(setup="from workbench.core.package.wheel import package_pypi",
+BUILD = measured(setup="from workbench.core.package.wheel import package_pypi",
                         work="package_pypi(sys.argv[1], sys.argv[2], name='bench-model', version='1.0.0')")
-IMPORTS = _SNIPPET.format(setup="import onnx\nfrom workbench.core.package.wheel import package_pypi\n"
+IMPORTS = measured(setup="import onnx\nfrom workbench.core.package.wheel import package_pypi\n"
                                 "from workbench.core.publish.pypi import publish_wheel\nimport twine.repository",
                           work="pass")
-UPLOAD = _SNIPPET.format(
+UPLOAD = measured(
     setup="import contextlib\nfrom workbench.core.publish.pypi import publish_wheel",
     work=("with contextlib.redirect_stdout(sys.stderr):\n"
           "    publish_wheel(sys.argv[1], repository_url=sys.argv[2], password=os.environ['TWINE_PASSWORD'])"))
-TWINE = _SNIPPET.format(
+TWINE = measured(
     setup="import contextlib, runpy",
     work=("sys.argv = ['twine', 'upload', '--non-interactive', '--disable-progress-bar', '--repository-url',\n"
           "            sys.argv[2], sys.argv[1]]\n"

@@ -37,6 +37,7 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from shared import build_mlp
 
 from workbench.core.evaluate.datasets import EvalData, sample_data
 from workbench.core.optimize.calibration import CALIBRATION_SAMPLES
@@ -65,24 +66,6 @@ def build_convnet(path: Path, channels: int, convs: int, classes: int = 100) -> 
               helper.make_node("Gemm", ["flat_out", "fc", "fc_b"], ["logits"], name="fc", transB=1)]
     graph = helper.make_graph(nodes, "convnet", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
                                                                                ["batch", 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
-def build_mlp(path: Path, width: int, layers: int, classes: int = 1000) -> Path:
-    """[batch, width] -> ``layers`` x (MatMul + Relu) -> MatMul -> [batch, classes], random float32 weights."""
-    rng = np.random.default_rng(0)
-    nodes, inits, current = [], [], "x"
-    for i in range(layers):
-        inits.append(numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
-                                             f"w{i}"))
-        nodes += [helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"], name=f"mm{i}"),
-                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"], name=f"relu{i}")]
-        current = f"r{i}"
-    inits.append(numpy_helper.from_array(rng.standard_normal((width, classes)).astype(np.float32), "head"))
-    nodes.append(helper.make_node("MatMul", [current, "head"], ["logits"], name="head"))
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
