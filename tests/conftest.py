@@ -88,3 +88,23 @@ def run_cli(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | Non
     env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=300, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The main window, shown offscreen; the project's variants go to ``tmp_path / "out"``."""
+    from workbench.gui.main_window import MainWindow
+
+    monkeypatch.setenv("WORKBENCH_OUTPUT_DIR", str(tmp_path / "out"))
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def open_in(qtbot, window, path: Path | str, timeout: int = 60_000):  # type: ignore[no-untyped-def]
+    """Open ``path`` in the window as a user would, and return the document once it is shown."""
+    with qtbot.waitSignal(window.document_loaded, timeout=timeout) as blocker:
+        window.open_path(str(path))
+    return blocker.args[0]

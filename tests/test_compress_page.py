@@ -7,25 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import open_in
 
 from workbench.gui.main_window import MainWindow
 from workbench.resources import sample_dir, sample_model
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("WORKBENCH_OUTPUT_DIR", str(tmp_path / "out"))
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
-def _open(qtbot, window: MainWindow, path: Path):  # type: ignore[no-untyped-def]
-    with qtbot.waitSignal(window.document_loaded, timeout=60_000) as blocker:
-        window.open_path(str(path))
-    return blocker.args[0]
 
 
 def _run(qtbot, window: MainWindow, key: str, amount: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +28,7 @@ def test_static_int8_variant_is_measured_honestly(qtbot, window: MainWindow, tmp
     import onnxruntime as ort
 
     digest = hashlib.sha256(sample_model().read_bytes()).hexdigest()
-    _open(qtbot, window, sample_model())
+    open_in(qtbot, window, sample_model())
     page = window.compress_page
     assert window.steps.isTabEnabled(2)
     _run(qtbot, window, "static-int8")
@@ -69,7 +54,7 @@ def test_static_int8_variant_is_measured_honestly(qtbot, window: MainWindow, tmp
 
 
 def test_several_variants_side_by_side(qtbot, window: MainWindow) -> None:
-    _open(qtbot, window, sample_model())
+    open_in(qtbot, window, sample_model())
     _run(qtbot, window, "fp16")
     _run(qtbot, window, "magnitude", 50)
     comparison = window.compress_page.comparison
@@ -79,14 +64,14 @@ def test_several_variants_side_by_side(qtbot, window: MainWindow) -> None:
 
 
 def test_non_model_documents_cannot_be_compressed(qtbot, window: MainWindow, corpus: Path) -> None:
-    _open(qtbot, window, corpus / "model.safetensors")
+    open_in(qtbot, window, corpus / "model.safetensors")
     page = window.compress_page
     assert page.project is None and not page.run_button.isEnabled()
     assert "cannot be compressed" in page.intro.text()
 
 
 def test_cancel_leaves_no_half_variant(qtbot, window: MainWindow, tmp_path: Path) -> None:
-    _open(qtbot, window, sample_model())
+    open_in(qtbot, window, sample_model())
     page = window.compress_page
     page.recipe.setCurrentIndex(page.recipe.findData("static-int8"))
     task = page.run_recipe()

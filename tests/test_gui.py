@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, open_in, run_cli
 
 from workbench.core.jobs import Job
 from workbench.gui.dialogs import ErrorDialog
@@ -22,24 +22,9 @@ layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "relu1" }
 """
 
 
-@pytest.fixture
-def window(qtbot) -> MainWindow:  # type: ignore[no-untyped-def]
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
-def _open(qtbot, window: MainWindow, path: Path | str, timeout: int = 60_000):  # type: ignore[no-untyped-def]
-    with qtbot.waitSignal(window.document_loaded, timeout=timeout) as blocker:
-        window.open_path(str(path))
-    return blocker.args[0]
-
-
 def test_sample_opens_with_summary_tensors_and_graph(qtbot, window: MainWindow) -> None:
     with qtbot.waitSignal(window.graph.loaded, timeout=60_000) as graph:
-        doc = _open(qtbot, window, sample_model())
+        doc = open_in(qtbot, window, sample_model())
     assert doc.format == "onnx"
     assert "digits_cnn.onnx" in window.summary.toPlainText()
     assert "image" in window.summary.toPlainText() and "[batch, 1, 8, 8]" in window.summary.toPlainText()
@@ -53,7 +38,7 @@ def test_sample_opens_with_summary_tensors_and_graph(qtbot, window: MainWindow) 
                                       ("digits_cnn_scripted.pt", "torchscript"),
                                       ("digits_cnn.onnx", "onnx")])
 def test_every_sample_format_opens(qtbot, window: MainWindow, name: str, fmt: str) -> None:
-    doc = _open(qtbot, window, sample_dir() / name)
+    doc = open_in(qtbot, window, sample_dir() / name)
     assert doc.format == fmt
     assert window.document is doc
     assert window.tensors.proxy.rowCount() == len(doc.tensors)
@@ -62,8 +47,8 @@ def test_every_sample_format_opens(qtbot, window: MainWindow, name: str, fmt: st
 @pytest.mark.parametrize("name,fmt", [("exported.pt2", "torch-export"), ("model.safetensors", "safetensors"),
                                       ("hf_folder", "hf-folder"), ("checkpoint.pth", "pytorch-checkpoint"),
                                       ("external/model.onnx", "onnx")])
-def test_corpus_formats_open(qtbot, window: MainWindow, corpus: Path, name: str, fmt: str) -> None:
-    assert _open(qtbot, window, corpus / name).format == fmt
+def test_corpus_formatsopen_in(qtbot, window: MainWindow, corpus: Path, name: str, fmt: str) -> None:
+    assert open_in(qtbot, window, corpus / name).format == fmt
 
 
 def test_drag_and_drop_opens_the_file(qtbot, window: MainWindow) -> None:
@@ -97,7 +82,7 @@ def test_bad_file_shows_one_plain_error(qtbot, window: MainWindow, corpus: Path)
 
 def test_cancelling_a_slow_open_keeps_the_previous_model(qtbot, window: MainWindow,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    first = _open(qtbot, window, sample_model())
+    first = open_in(qtbot, window, sample_model())
     import workbench.core.formats as formats
 
     real_open = formats.open_model
@@ -125,7 +110,7 @@ def test_cancelling_a_slow_open_keeps_the_previous_model(qtbot, window: MainWind
 
 
 def test_recent_files_and_layout_persist(qtbot, window: MainWindow) -> None:
-    _open(qtbot, window, sample_dir() / "digits_cnn.pt")
+    open_in(qtbot, window, sample_dir() / "digits_cnn.pt")
     window.close()
     again = MainWindow()
     qtbot.addWidget(again)
@@ -137,7 +122,7 @@ def test_recent_files_and_layout_persist(qtbot, window: MainWindow) -> None:
 
 
 def test_tensor_filter_sort_and_zero_count(qtbot, window: MainWindow) -> None:
-    doc = _open(qtbot, window, sample_model())
+    doc = open_in(qtbot, window, sample_model())
     window.tensors.filter.setText("bias")
     assert window.tensors.visible_names() and all("bias" in n for n in window.tensors.visible_names())
     window.tensors.filter.clear()
@@ -199,7 +184,7 @@ def test_screenshot_command(tmp_path: Path) -> None:
 def test_ctrl_f_searches_tensors_or_graph(qtbot, window: MainWindow) -> None:
     from PySide6.QtTest import QTest
 
-    _open(qtbot, window, sample_model())
+    open_in(qtbot, window, sample_model())
     window.details.setCurrentWidget(window.tensors)
     window.activateWindow()
     QTest.keySequence(window, QtGui.QKeySequence("Ctrl+F"))

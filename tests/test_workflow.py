@@ -5,25 +5,14 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import pytest
+from conftest import open_in
 
 from workbench.gui.main_window import MainWindow
 from workbench.resources import sample_model
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("WORKBENCH_OUTPUT_DIR", str(tmp_path / "out"))
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 def test_open_compress_license_and_build_the_wheel(qtbot, window: MainWindow, tmp_path: Path) -> None:
-    with qtbot.waitSignal(window.document_loaded, timeout=60_000):
-        window.open_path(str(sample_model()))
+    open_in(qtbot, window, sample_model())
     compress = window.compress_page
     compress.recipe.setCurrentIndex(compress.recipe.findData("static-int8"))
     task = compress.run_recipe()
@@ -66,8 +55,7 @@ def test_an_unfinished_card_is_not_published(qtbot, window: MainWindow) -> None:
     from workbench.gui.dialogs import ErrorDialog
     from workbench.gui.qt import QtWidgets
 
-    with qtbot.waitSignal(window.document_loaded, timeout=60_000):
-        window.open_path(str(sample_model()))
+    open_in(qtbot, window, sample_model())
     page = window.license_page
     page.select_license("Apache-2.0")
     with qtbot.waitSignal(page.saved, timeout=10_000):
