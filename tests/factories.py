@@ -20,3 +20,22 @@ def chain_model(path: Path, nodes: int) -> Path:
                               [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
+
+
+def trained_digits_cnn():  # type: ignore[no-untyped-def]
+    """The bundled sample's ``DigitsCNN`` with its trained weights, in eval mode (imports torch)."""
+    import sys
+
+    import torch
+
+    from workbench.resources import sample_dir
+
+    folder = str(sample_dir())
+    sys.path.insert(0, folder)
+    try:
+        from digits_cnn import DigitsCNN
+    finally:
+        sys.path.remove(folder)
+    model = DigitsCNN()
+    model.load_state_dict(torch.load(sample_dir() / "digits_cnn.pt", weights_only=True))
+    return model.eval()

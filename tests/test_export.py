@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
+from factories import trained_digits_cnn
 
 from workbench.commands.export import render_export
 from workbench.core.errors import Cancelled, UntrustedPickle, WorkbenchError
@@ -34,17 +35,6 @@ def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
-
-
-def _digits_cnn() -> torch.nn.Module:
-    sys.path.insert(0, str(SAMPLE))
-    try:
-        from digits_cnn import DigitsCNN
-    finally:
-        sys.path.remove(str(SAMPLE))
-    model = DigitsCNN()
-    model.load_state_dict(torch.load(SAMPLE / "digits_cnn.pt", weights_only=True))
-    return model.eval()
 
 
 def _only_output_left(folder: Path, name: str) -> None:
@@ -117,7 +107,7 @@ def test_state_dict_with_model_class(tmp_path: Path) -> None:
         "Loading digits_cnn.pt", "Exporting to ONNX", "Checking the ONNX model against PyTorch", "Exported"]
     assert set(result.versions) == {"torch", "onnx", "onnxruntime"}
     assert str(ROOT) not in out.read_bytes().decode("latin-1")  # no stack traces naming local folders
-    _check_digits_export(out, _digits_cnn())
+    _check_digits_export(out, trained_digits_cnn())
     _only_output_left(tmp_path, "digits.onnx")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from conftest import ROOT, run_cli
+from factories import trained_digits_cnn
 from onnx import numpy_helper
 
 from workbench.commands.prune import render_prune
@@ -105,14 +105,8 @@ def test_channels_really_shrink_digits_cnn(tmp_path: Path) -> None:
     assert list(conv.dims) == [8, 1, 3, 3]  # 16 channels became 8: removed, not zeroed
 
     # The same pruning done here directly with Torch-Pruning gives the PyTorch model to check against.
-    sys.path.insert(0, str(SAMPLE))
-    try:
-        from digits_cnn import DigitsCNN
-    finally:
-        sys.path.remove(str(SAMPLE))
-    model = DigitsCNN()
-    model.load_state_dict(torch.load(SAMPLE / "digits_cnn.pt", weights_only=True))
-    tp.pruner.MetaPruner(model.eval(), torch.randn(1, 1, 8, 8), importance=tp.importance.MagnitudeImportance(p=2),
+    model = trained_digits_cnn()
+    tp.pruner.MetaPruner(model, torch.randn(1, 1, 8, 8), importance=tp.importance.MagnitudeImportance(p=2),
                          pruning_ratio=0.5, ignored_layers=[model.classifier[3]]).step()
     assert sum(p.numel() for p in model.parameters()) == result.parameters_after
     data = sample_data()
