@@ -24,3 +24,16 @@ def test_opening_onnx_does_not_import_torch() -> None:
             "open_model(sample_model())")
     loaded = _loaded_after(code)
     assert "torch" not in loaded and "PySide6" not in loaded and "onnxruntime" not in loaded
+
+
+def test_a_missing_library_is_one_clear_message() -> None:
+    import pytest
+
+    from workbench.core.deps import require
+    from workbench.core.errors import MissingDependency
+
+    with pytest.raises(MissingDependency) as info:
+        require("no_such_library_here", needed_for="Drawing charts", label="NoSuch", pip="no-such")
+    assert str(info.value) == ("Drawing charts needs NoSuch, which is not installed. "
+                               "Install it with `pip install no-such`.")
+    assert isinstance(info.value, ImportError)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .errors import MissingDependency, WorkbenchError
+from .deps import require
+from .errors import WorkbenchError
 from .license import LicenseDecision, card_metadata, hf_license_ids, spdx_expression
 from .project import atomic_write_text
 from .text import format_bytes, format_shape
@@ -453,9 +454,5 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _hub() -> tuple[Any, Any, Any]:
-    try:
-        from huggingface_hub import EvalResult, ModelCard, ModelCardData
-    except ImportError:
-        raise MissingDependency("Model cards need huggingface_hub, which is not installed.",
-                                hint="Install it with `pip install huggingface_hub`.") from None
-    return ModelCard, ModelCardData, EvalResult
+    hub = require("huggingface_hub", needed_for="Model cards", label="huggingface_hub", pip="huggingface_hub")
+    return hub.ModelCard, hub.ModelCardData, hub.EvalResult

@@ -14,14 +14,14 @@ in size, relative to the output's magnitude beyond. Anything else, and the file 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deps import require
 from .document import ValueInfo
-from .errors import MissingDependency, WorkbenchError
+from .errors import WorkbenchError
 from .export_check import first_line, quiet_torch, reference, run_torch, sample_inputs, validate
 from .export_load import InputSpec, LoadedModel, instantiate_class, load_pytorch_model, with_module
 from .fsutil import StagedOutput, check_output, total_size
@@ -96,8 +96,9 @@ def export_model(model: LoadedModel, out_path: Path, *, opset: int = 18, dynamic
     out_path = Path(out_path)
     if tolerance < 0:
         raise WorkbenchError(f"The tolerance {tolerance} is negative.", hint="Give 0 or a positive number.")
-    _require("onnxscript", "Exporting to ONNX")
-    _require("onnxruntime", "Checking the exported model")
+    require("onnxscript", needed_for="Exporting to ONNX", label="the onnxscript package", pip="onnxscript")
+    require("onnxruntime", needed_for="Checking the exported model", label="the onnxruntime package",
+            pip="onnxruntime")
     import torch
 
     notes = list(model.notes)
@@ -228,8 +229,3 @@ def _export_error(model: LoadedModel, exc: BaseException) -> WorkbenchError:
                           hint="The model probably uses an operation ONNX cannot express; try another --opset, "
                                "or change that part of the model.", path=model.source)
 
-
-def _require(module: str, what: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependency(f"{what} needs the {module} package, which is not installed.",
-                                hint=f"Install it with: pip install {module}")

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..deps import require
 from ..document import ModelDocument
-from ..errors import FileProblem, MissingDependency, WorkbenchError
+from ..errors import FileProblem, WorkbenchError
 from ..jobs import Job, SubJob
 from ..text import format_bytes
 from . import metrics
@@ -461,9 +462,4 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependency("Comparing models needs ONNX Runtime, which is not installed.",
-                                hint="Install it with `pip install onnxruntime`.") from None
-    return onnxruntime
+    return require("onnxruntime", needed_for="Comparing models", label="ONNX Runtime", pip="onnxruntime")

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..deps import require
 from ..document import Dim, ModelDocument, ValueInfo
-from ..errors import CorruptFile, FileProblem, MissingDependency, ModelNotFound, UnsupportedFormat
+from ..errors import CorruptFile, FileProblem, ModelNotFound, UnsupportedFormat
 from ..jobs import Job
 
 SYNTHETIC_SAMPLES = 64
@@ -316,12 +317,8 @@ def _load_image_folder(folder: Path, doc: ModelDocument, job: Job) -> EvalData:
     """A folder with one sub-folder of images per class, converted to the model's image input."""
     import numpy as np
 
-    try:
-        from PIL import Image
-    except ImportError:
-        raise MissingDependency("Reading a folder of images needs Pillow, which is not installed.",
-                                hint="Install it with `pip install Pillow`, or save the images as arrays in an .npz "
-                                     "file.") from None
+    pil_image = require("PIL.Image", needed_for="Reading a folder of images", label="Pillow", pip="Pillow",
+                        hint="Install it with `pip install Pillow`, or save the images as arrays in an .npz file.")
     if len(doc.inputs) != 1:
         raise FileProblem(f"{doc.path.name} has {len(doc.inputs)} inputs; a folder of images can only feed a model "
                           f"with one image input.", hint="Save the inputs as arrays in an .npz file.", path=folder)
@@ -342,13 +339,13 @@ def _load_image_folder(folder: Path, doc: ModelDocument, job: Job) -> EvalData:
     for done, (file, _) in enumerate(files):
         job.progress(done, len(files), f"Reading {file.name}")
         try:
-            with Image.open(file) as img:
+            with pil_image.open(file) as img:
                 img = img.convert(mode)
                 size = size or img.size
                 if img.size != size:
-                    img = img.resize(size, Image.Resampling.BILINEAR)
+                    img = img.resize(size, pil_image.Resampling.BILINEAR)
                 images.append(np.asarray(img))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, pil_image.DecompressionBombError) as exc:
             raise CorruptFile(f"{file.name} in {file.parent.name} is not a readable image ({exc}).", path=file) from None
     job.progress(len(files), len(files), "Images read")
     x = np.stack(images)  # N,H,W or N,H,W,3

@@ -11,7 +11,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileProblem, MissingDependency
+from ..deps import require
+from ..errors import FileProblem
 from .compare import Comparison, ModelResult
 
 ORIGINAL_COLOUR = "#d62728"
@@ -20,12 +21,10 @@ VARIANT_COLOUR = "#1f77b4"
 
 def plot_comparison(comparison: Comparison, out_png: Path) -> Path:
     """Write the two-panel chart to ``out_png`` (atomically) and return its path."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependency("Drawing the comparison chart needs Matplotlib, which is not installed.",
-                                hint="Install it with `pip install matplotlib`.") from None
+    require("matplotlib", needed_for="Drawing the comparison chart", label="Matplotlib", pip="matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     out_png = Path(out_png)
     if not out_png.parent.is_dir():
         raise FileProblem(f"The folder {out_png.parent} does not exist, so the chart cannot be saved there.",

@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..deps import require
 from ..document import FileEntry, ModelDocument, TensorInfo, ValueInfo
-from ..errors import CorruptFile, DangerousPickle, MissingDependency, UnsupportedFormat, UntrustedPickle
+from ..errors import CorruptFile, DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..jobs import Job
 from .base import Probe, Reader
 from .pickle_scan import PickleParseError, PickleScan, scan_pickle_bytes
@@ -28,12 +29,7 @@ CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "
 
 
 def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependency("Opening PyTorch files needs PyTorch, which is not installed.",
-                                hint="Install it with: pip install torch") from None
-    return torch
+    return require("torch", needed_for="Opening PyTorch files", label="PyTorch", pip="torch")
 
 
 def _zip_kind(names: list[str]) -> str:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependency, UnsupportedFormat, WorkbenchError
+from ..deps import require
+from ..errors import UnsupportedFormat, WorkbenchError
 from ..export import SINGLE_FILE_LIMIT, ExportResult, export_model
 from ..export_check import first_line, sample_inputs
 from ..export_load import load_pytorch_model, with_module
@@ -192,11 +193,7 @@ def prune_structured(source: Path, out_path: Path, *, ratio: float, model_class:
     job = job or Job()
     source, out_path = Path(source), Path(out_path)
     _check_fraction(ratio, "channel ratio")
-    try:
-        import torch_pruning as tp
-    except ImportError:
-        raise MissingDependency("Channel pruning needs Torch-Pruning, which is not installed.",
-                                hint="Install it with: pip install torch-pruning") from None
+    tp = require("torch_pruning", needed_for="Channel pruning", label="Torch-Pruning", pip="torch-pruning")
     check_output(source, out_path)
     job.progress(0, 3, f"Loading {source.name}")
     model = load_pytorch_model(source, model_class=model_class, input_shape=input_shape, trust=trust, job=job)

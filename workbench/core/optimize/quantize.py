@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileProblem, MissingDependency, UnsupportedFormat, WorkbenchError
+from ..deps import require
+from ..errors import FileProblem, UnsupportedFormat, WorkbenchError
 from ..evaluate.datasets import EvalData
 from ..fsutil import check_output, move_into_place, total_size, work_folder
 from ..jobs import Job
@@ -140,13 +141,10 @@ def quantize(model_path: Path, out_path: Path, *, method: str = "auto", calibrat
 
 def check_paths(model_path: Path, out_path: Path, job: Job) -> int:
     """Open the input as an ONNX model (clear errors for bad files) and refuse to overwrite it; its size."""
-    from importlib.util import find_spec
 
     from ..formats import open_model
 
-    if find_spec("onnxruntime") is None:
-        raise MissingDependency("Quantization needs onnxruntime, which is not installed.",
-                                hint="Install it with `pip install onnxruntime`.")
+    require("onnxruntime", needed_for="Quantization", label="onnxruntime", pip="onnxruntime")
 
     doc = open_model(model_path, job=job)
     if doc.format != "onnx":
