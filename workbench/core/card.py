@@ -21,7 +21,7 @@ from .deps import require
 from .errors import WorkbenchError
 from .license import LicenseDecision, card_metadata, hf_license_ids, spdx_expression
 from .project import atomic_write_text
-from .text import format_bytes, format_shape
+from .text import format_bytes, format_shape, one_line
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -139,9 +139,9 @@ def validate_card(text: str) -> CardReport:
     try:
         card = ModelCard(text)
     except yaml.YAMLError as exc:
-        return CardReport({}, (f"The card's metadata block is not valid YAML ({_first_line(exc)}).",), ())
+        return CardReport({}, (f"The card's metadata block is not valid YAML ({one_line(exc)}).",), ())
     except (ValueError, TypeError) as exc:
-        return CardReport({}, (f"The card's metadata is not valid for the Hub ({_first_line(exc)}).",), ())
+        return CardReport({}, (f"The card's metadata is not valid for the Hub ({one_line(exc)}).",), ())
     metadata = card.data.to_dict()
     problems = _license_problems(metadata) + _index_problems(metadata)
     if not re.search(r"^# \S", card.text, re.MULTILINE):
@@ -204,7 +204,7 @@ def load_comparison(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CardProblem(f"There is no comparison file at {path}.", path=path) from None
     except (OSError, ValueError) as exc:
-        raise CardProblem(f"The comparison file {path} cannot be read ({_first_line(exc)}).", path=path) from exc
+        raise CardProblem(f"The comparison file {path} cannot be read ({one_line(exc)}).", path=path) from exc
 
 
 # -- sections ----------------------------------------------------------------------------------------------------
@@ -446,11 +446,6 @@ def _todo_sections(body: str) -> list[str]:
 
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _hub() -> tuple[Any, Any, Any]:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .text import one_line
+
 
 def cpu_session(model: Path | bytes) -> Any:
     """An onnxruntime CPU session for a model file (or a serialized model) that logs only errors."""
@@ -63,12 +65,6 @@ def nbits_quantizer() -> Any:
         root.removeHandler(handler)
     root.setLevel(level)
     return MatMulNBitsQuantizer
-
-
-def one_line(obj: object) -> str:
-    """The first line of ``obj``'s text (its type name when that is empty), at most 300 characters."""
-    text = str(obj).strip() or type(obj).__name__
-    return text.splitlines()[0][:300]
 
 
 class _Collect(logging.Handler):

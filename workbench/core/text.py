@@ -29,3 +29,9 @@ def format_count(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.2f} million"
     return f"{n:,}"
+
+
+def one_line(obj: object) -> str:
+    """The first line of ``obj``'s text (its type name when that is empty), at most 300 characters."""
+    text = str(obj).strip() or type(obj).__name__
+    return text.splitlines()[0][:300]

@@ -25,7 +25,7 @@ from ..deps import require
 from ..document import ModelDocument
 from ..errors import FileProblem, WorkbenchError
 from ..jobs import Job, SubJob
-from ..text import format_bytes
+from ..text import format_bytes, one_line
 from . import metrics
 from .datasets import EvalData, fit_inputs, onnx_document
 from .latency import LatencyStats, measure_alternating, within_noise
@@ -304,7 +304,7 @@ def open_session(doc: ModelDocument, options: Any) -> Any:
     try:
         return ort.InferenceSession(str(doc.path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any runtime refusal becomes one message naming the model
-        raise FileProblem(f"ONNX Runtime cannot load {doc.path.name} ({_first_line(exc)}).",
+        raise FileProblem(f"ONNX Runtime cannot load {doc.path.name} ({one_line(exc)}).",
                           hint="Check that the model opens in `workbench inspect` and uses standard operators.",
                           path=doc.path) from None
 
@@ -327,7 +327,7 @@ def run_batches(session: Any, doc: ModelDocument, arrays: dict[str, Any], *, bat
             y = session.run([output_name], feed)[0]
         except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one message naming the model
             raise WorkbenchError(f"ONNX Runtime failed running {doc.path.name} on samples {start + 1} to "
-                                 f"{start + count} ({_first_line(exc)}).") from None
+                                 f"{start + count} ({one_line(exc)}).") from None
         y = np.asarray(y)
         if y.dtype == object or y.ndim == 0 or len(y) != len(next(iter(feed.values()))):
             raise WorkbenchError(f"{doc.path.name}'s first output ({output_name}) does not give one result per "
@@ -454,11 +454,6 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 def _pair(value: tuple[float, float] | None) -> list[float] | None:
     return None if value is None else [value[0], value[1]]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _onnxruntime() -> Any:

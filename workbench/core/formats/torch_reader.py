@@ -18,6 +18,7 @@ from ..deps import require
 from ..document import FileEntry, ModelDocument, TensorInfo, ValueInfo
 from ..errors import CorruptFile, DangerousPickle, UnsupportedFormat, UntrustedPickle
 from ..jobs import Job
+from ..text import one_line
 from .base import Probe, Reader
 from .pickle_scan import PickleParseError, PickleScan, scan_pickle_bytes
 
@@ -158,7 +159,7 @@ def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise UntrustedPickle(f"{path.name} could not be opened as plain weights: {first}",
                               hint="Open it only if you trust where it came from (--trust).", imports=[],
                               path=path) from None
@@ -168,7 +169,7 @@ def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
             hint="A pickled whole model needs the code that defined it; ask for a state_dict or ONNX file.",
             path=path) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise CorruptFile(f"{path.name} is a damaged PyTorch file ({first}).",
                           hint="The file is probably truncated or damaged; save or download it again.",
                           path=path) from None
@@ -286,7 +287,7 @@ def load_torchscript(path: Path, job: Job) -> Any:
             warnings.simplefilter("ignore")  # "torch.jit.load is deprecated": still the way to read these files
             module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise CorruptFile(f"{path.name} is a TorchScript archive that cannot be loaded ({first}).",
                           hint="It may be damaged or saved by a newer PyTorch; export it again.",
                           path=path) from None
@@ -388,7 +389,7 @@ def load_exported_program(probe: Probe, *, trust: bool, job: Job) -> tuple[Any, 
             warnings.simplefilter("ignore")
             ep = torch.export.load(str(path))
     except Exception as exc:  # torch raises many types here (AssertionError, KeyError, SerializeError...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise CorruptFile(f"{path.name} is a torch.export file that cannot be loaded ({first}).",
                           hint="It may be damaged or made by a different PyTorch version; export it again.",
                           path=path) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import WorkbenchError
-from ..ortutil import one_line
+from ..text import one_line
 
 if TYPE_CHECKING:
     import numpy as np

@@ -20,7 +20,8 @@ from ..errors import FileProblem, UnsupportedFormat, WorkbenchError
 from ..evaluate.datasets import EvalData
 from ..fsutil import check_output, move_into_place, total_size, work_folder
 from ..jobs import Job
-from ..ortutil import cpu_session, nbits_quantizer, one_line, ort_logs
+from ..ortutil import cpu_session, nbits_quantizer, ort_logs
+from ..text import one_line
 from .calibration import CALIBRATION_SAMPLES, CalibrationReader, calibration_data
 from .graph_ops import (
     CONV_OPS,
