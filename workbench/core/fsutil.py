@@ -95,15 +95,17 @@ def total_size(paths: Sequence[Path]) -> int:
 
 
 def gzip_size(paths: list[Path], job: Job | None = None) -> int:
-    """Bytes the files take once gzip-compressed together (deflate level 6)."""
+    """Bytes the files take once gzip-compressed together (deflate level 6), reading 1 MB at a time."""
     job = job or Job()
-    gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    size = 0
+    gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    total = sum(p.stat().st_size for p in paths) or 1
+    done = size = 0
     for path in paths:
         with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
+            while chunk := fh.read(1 << 20):
+                job.progress(done, total, f"Compressing {path.name}")
                 size += len(gz.compress(chunk))
-                job.check()
+                done += len(chunk)
     return size + len(gz.flush())
 
 

@@ -16,7 +16,6 @@ over it means nothing. ``task="classification"`` or ``"embedding"`` overrides th
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from ..deps import require
 from ..document import ModelDocument
 from ..errors import FileProblem, WorkbenchError
+from ..fsutil import gzip_size
 from ..jobs import Job, SubJob
 from ..text import format_bytes, one_line
 from . import metrics
@@ -35,7 +35,6 @@ MAX_AUTO_CLASSES = 1001
 EMBEDDING_NAME_HINTS = ("embed", "hidden", "feature", "pool", "encod", "vector")
 DEFAULT_LATENCY_RUNS = 50
 WARMUP_RUNS = 5
-GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -343,20 +342,13 @@ def run_batches(session: Any, doc: ModelDocument, arrays: dict[str, Any], *, bat
 
 
 def gzip_sizes_of(docs: list[ModelDocument], job: Job) -> list[int]:
-    """Each model's files compressed as one gzip stream (level 6), in bytes; read in 1 MB chunks."""
+    """Each model's files compressed as one gzip stream (level 6), in bytes."""
     total = sum(doc.size_bytes for doc in docs) or 1
-    done = 0
-    sizes = []
+    sizes, done = [], 0
     for doc in docs:
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: gzip container
-        size = 0
-        for entry in doc.files:
-            with open(entry.path, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    job.progress(done, total, f"Compressing {entry.path.name}")
-                    size += len(compressor.compress(chunk))
-                    done += len(chunk)
-        sizes.append(size + len(compressor.flush()))
+        stage = SubJob(job, done / total, (done + doc.size_bytes) / total)
+        sizes.append(gzip_size([entry.path for entry in doc.files], stage))
+        done += doc.size_bytes
     return sizes
 
 
