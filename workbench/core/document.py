@@ -155,6 +155,6 @@ def _zero_fraction(values: Any, numel: int) -> float:
     zeros = 0
     step = 1 << 24
     for start in range(0, arr.size, step):
-        zeros += int(arr.size and np.count_nonzero(arr[start:start + step] == 0))
+        zeros += int(np.count_nonzero(arr[start:start + step] == 0))
     return zeros / numel
 

@@ -135,9 +135,6 @@ class CompressPage(QtWidgets.QWidget):
         exported = [v for v in self.project.variants if v.kind == "exported" and v.path.exists()]
         return exported[-1].path if exported else None
 
-    def usable(self) -> bool:
-        return self.document is not None and (self.document.format == "onnx" or self.is_pytorch)
-
     def set_document(self, doc: ModelDocument | None) -> None:
         self.document = doc
         self.comparison = None
