@@ -279,12 +279,13 @@ class CompressPage(QtWidgets.QWidget):
             return
         measured = {r.path.resolve(): r for r in self.comparison.results} if self.comparison else {}
         rows = [v for v in self.project.variants if v.kind != "exported" or self.is_pytorch]
+        reference = self.reference()
         for variant in rows:
             row = self.table.rowCount()
             self.table.insertRow(row)
             result = measured.get(variant.path.resolve())
             if variant.kind == "exported":
-                result = measured.get(self.reference().resolve()) if self.reference() else None
+                result = measured.get(reference.resolve()) if reference else None
             label = variant.name + ("  ✓ publish" if self.project.chosen == variant.name else "")
             cells = [label, *self._figures(result)]
             meaning = "the original" if result is None or result.is_original else " ".join(result.verdicts)
